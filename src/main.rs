@@ -1,1 +1,222 @@
-fn main() {}
+//! outbox-relay: publishes the rows of a PostgreSQL transactional outbox to
+//! RabbitMQ (or stdout), at least once, marking each row sent only after the
+//! broker confirmed it.
+
+mod backlog;
+mod check;
+mod config;
+mod event;
+mod http;
+mod metrics;
+mod migrate;
+mod outbox;
+mod pipeline;
+mod postgres;
+mod shutdown;
+mod sink;
+mod source;
+mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, SinkKind};
+use crate::pipeline::Pipeline;
+use crate::shutdown::Shutdown;
+use crate::sink::{RabbitMqSink, Sink, StdoutSink};
+use crate::source::{PollingSource, SourceError};
+
+/// Exit status for a configuration error (as opposed to 1 for a failure).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "outbox-relay", version, about)]
+struct Cli {
+    /// TOML configuration file; keys not in it take their defaults, and
+    /// OUTBOX_RELAY_* environment variables override it.
+    #[arg(long, short, env = "OUTBOX_RELAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Command {
+    /// Run the relay until SIGTERM or SIGINT (the default).
+    Run,
+    /// Create the outbox table and NOTIFY trigger if missing; safe to repeat.
+    Migrate,
+    /// Validate the configuration and check Postgres and the broker.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Run => match run(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "relay stopped");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Migrate => match migrate::run(&config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("migrate failed: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Check => match check::run(&config).await {
+                0 => ExitCode::SUCCESS,
+                problems => {
+                    println!("{problems} problem(s) found");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("binding metrics.listen {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("{0}")]
+    Source(SourceError),
+}
+
+async fn run(config: Config) -> Result<(), RunError> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        postgres = %config.postgres.url,
+        table = %config.outbox.table,
+        sink = config.sink.kind.label(),
+        "starting"
+    );
+    let (trigger, shutdown) = shutdown::channel();
+    // Register the handlers before anything slow, so an early SIGTERM counts.
+    let signal = trigger.on_signal().map_err(RunError::Signals)?;
+    let signals = tokio::spawn(async move {
+        let name = signal.await;
+        tracing::info!(signal = name, "shutting down");
+    });
+
+    // Validated by Config::validate.
+    let addr: SocketAddr = config
+        .metrics
+        .listen
+        .parse()
+        .map_err(|_| RunError::Listen(SocketAddr::from(([0, 0, 0, 0], 0)), bad_addr()))?;
+    let server = http::serve(addr, shutdown.clone())
+        .await
+        .map_err(|e| RunError::Listen(addr, e))?;
+    tokio::spawn(server);
+    tokio::spawn(backlog::run(config.clone(), shutdown.clone()));
+
+    let source = PollingSource::new(&config);
+    let result = match config.sink.kind {
+        SinkKind::Rabbitmq => match RabbitMqSink::new(&config.sink.rabbitmq) {
+            Ok(sink) => relay(&config, source, sink, shutdown).await,
+            Err(e) => {
+                tracing::error!(error = %e, "building the rabbitmq sink");
+                Ok(())
+            }
+        },
+        SinkKind::Stdout => relay(&config, source, StdoutSink::new(), shutdown).await,
+    };
+    signals.abort();
+    result
+}
+
+fn bad_addr() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, "not host:port")
+}
+
+/// Connects both ends, then runs the pipeline until shutdown (plus grace).
+async fn relay<K: Sink>(
+    config: &Config,
+    mut source: PollingSource,
+    mut sink: K,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    if !connect_both(config, &mut source, &mut sink, &shutdown).await? {
+        return Ok(());
+    }
+    tracing::info!("connected; relaying");
+    let pipeline = Pipeline {
+        source,
+        sink,
+        batch_size: config.source.polling.batch_size,
+        retry: config.retry.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        () = pipeline.run() => tracing::info!("stopped cleanly"),
+        () = async { shutdown.requested().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace period over; abandoning the in-flight batch (its rows stay unsent)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Connects the source and the sink, retrying connection errors with
+/// backoff. A wrong outbox table is fatal. Returns false on shutdown.
+async fn connect_both<K: Sink>(
+    config: &Config,
+    source: &mut PollingSource,
+    sink: &mut K,
+    shutdown: &Shutdown,
+) -> Result<bool, RunError> {
+    let mut delay = config.retry.initial_backoff;
+    let mut source_up = false;
+    loop {
+        if !source_up {
+            match source.connect().await {
+                Ok(()) => source_up = true,
+                Err(e @ SourceError::Schema(_)) => return Err(RunError::Source(e)),
+                Err(e) => tracing::warn!(error = %e, "postgres not reachable yet; retrying"),
+            }
+        }
+        if source_up {
+            match sink.connect().await {
+                Ok(()) => return Ok(true),
+                Err(e) => tracing::warn!(error = %e, "broker not reachable yet; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.requested() => return Ok(false),
+        }
+        delay = (delay * 2).min(config.retry.max_backoff);
+    }
+}

@@ -1,0 +1,344 @@
+//! The relay's configuration: plain serde structs with documented defaults,
+//! loaded by figment (defaults < TOML file < `OUTBOX_RELAY_*` environment) and
+//! checked by [`Config::validate`] before anything connects.
+//!
+//! Every error names the dotted key it is about, so an operator can find the
+//! line to fix. `config.example.toml` documents the same keys.
+
+mod load;
+mod secret;
+mod validate;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::ConfigError;
+pub use secret::SecretUrl;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How long SIGTERM/SIGINT waits for the in-flight batch before abandoning it.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub shutdown_grace: Duration,
+    pub postgres: PostgresConfig,
+    pub outbox: OutboxConfig,
+    pub source: SourceConfig,
+    pub sink: SinkConfig,
+    pub retry: RetryConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(10),
+            postgres: PostgresConfig::default(),
+            outbox: OutboxConfig::default(),
+            source: SourceConfig::default(),
+            sink: SinkConfig::default(),
+            retry: RetryConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist when given), then the
+    /// environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let config = load::extract(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Where the outbox lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// libpq-style URL or key=value connection string; may hold a password.
+    pub url: SecretUrl,
+    /// Bound on one connection attempt.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/postgres"),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The outbox table and how its rows map to events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Optionally schema-qualified table name; quoted parts keep their case.
+    pub table: String,
+    /// What happens to a row once the broker confirmed it.
+    pub mark: MarkMode,
+    /// Column that orders claims; empty means `columns.id`.
+    pub order_by: String,
+    pub columns: ColumnsConfig,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            table: "public.outbox".into(),
+            mark: MarkMode::Update,
+            order_by: String::new(),
+            columns: ColumnsConfig::default(),
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// The column claims are ordered by.
+    pub fn order_column(&self) -> &str {
+        if self.order_by.is_empty() {
+            &self.columns.id
+        } else {
+            &self.order_by
+        }
+    }
+}
+
+/// How a published row is recorded as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkMode {
+    /// `sent_at = now()`: rows stay for auditing; clean them up yourself.
+    Update,
+    /// `DELETE`: the table holds only unsent rows.
+    Delete,
+}
+
+/// Column names of the outbox table; an empty optional column means absent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ColumnsConfig {
+    pub id: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: String,
+    /// Optional json/jsonb object whose keys become message headers.
+    pub headers: String,
+    /// Optional event time, used for the lag metrics and the message timestamp.
+    pub created_at: String,
+    /// Required when `outbox.mark = "update"`.
+    pub sent_at: String,
+}
+
+impl Default for ColumnsConfig {
+    fn default() -> Self {
+        Self {
+            id: "id".into(),
+            aggregate_type: "aggregate_type".into(),
+            aggregate_id: "aggregate_id".into(),
+            event_type: "event_type".into(),
+            payload: "payload".into(),
+            headers: "headers".into(),
+            created_at: "created_at".into(),
+            sent_at: "sent_at".into(),
+        }
+    }
+}
+
+impl ColumnsConfig {
+    /// `None` for a column configured as absent (`""`).
+    pub fn optional(name: &str) -> Option<&str> {
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+/// How events are read from Postgres.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub mode: SourceMode,
+    pub polling: PollingConfig,
+}
+
+/// The source implementation to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// Claim rows with `FOR UPDATE SKIP LOCKED`, woken by LISTEN/NOTIFY.
+    #[default]
+    Polling,
+}
+
+/// Settings of the polling source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollingConfig {
+    /// Rows claimed and published per batch.
+    pub batch_size: usize,
+    /// Fallback wake-up when no notification arrives.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub poll_interval: Duration,
+    /// Channel to LISTEN on; empty disables LISTEN.
+    pub notify_channel: String,
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            notify_channel: "outbox_relay".into(),
+        }
+    }
+}
+
+/// Where events are published.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    pub kind: SinkKind,
+    pub rabbitmq: RabbitMqConfig,
+}
+
+/// The sink implementation to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    #[default]
+    Rabbitmq,
+    /// One JSON line per event on stdout.
+    Stdout,
+}
+
+impl SinkKind {
+    /// The `sink` label of metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            SinkKind::Rabbitmq => "rabbitmq",
+            SinkKind::Stdout => "stdout",
+        }
+    }
+}
+
+/// Settings of the RabbitMQ sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabbitMqConfig {
+    /// AMQP URL; may hold a password.
+    pub url: SecretUrl,
+    /// Exchange template over the row.
+    pub exchange: String,
+    /// Routing key template over the row.
+    pub routing_key: String,
+    /// Declare the exchange (durable) when connecting.
+    pub declare_exchange: bool,
+    /// Exchange type used by `declare_exchange`.
+    pub exchange_type: String,
+    /// How long a batch may wait for its publisher confirms.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub confirm_timeout: Duration,
+}
+
+impl Default for RabbitMqConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            exchange: "outbox".into(),
+            routing_key: "{aggregate_type}.{event_type}".into(),
+            declare_exchange: false,
+            exchange_type: "topic".into(),
+            confirm_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Backoff between attempts after a broker or database error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub initial_backoff: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The HTTP listener for metrics and health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` to bind.
+    pub listen: String,
+    /// Refresh period of the backlog gauges.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub backlog_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9469".into(),
+            backlog_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Default filter; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Durations written as strings such as `"250ms"` or `"5s"`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write e.g. \"250ms\", \"5s\" or \"1m\""
+            ))
+        })
+    }
+}

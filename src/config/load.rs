@@ -1,0 +1,112 @@
+//! Reading the layered configuration, and the error that names the bad key.
+
+use std::fmt;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+
+use super::Config;
+
+/// Environment variables that configure the relay start with this.
+pub const ENV_PREFIX: &str = "OUTBOX_RELAY_";
+
+/// A configuration problem, phrased for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` or `OUTBOX_RELAY_CONFIG` does not exist.
+    #[error("config file {0}: not found")]
+    FileNotFound(String),
+    /// One or more keys could not be read (unknown key, wrong type, bad syntax).
+    #[error("{}", KeyErrors(.0))]
+    Parse(Vec<KeyError>),
+    /// A key was read but its value is not acceptable.
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl ConfigError {
+    pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// One unreadable key: its dotted path, what is wrong, and where it came from.
+#[derive(Debug)]
+pub struct KeyError {
+    pub key: String,
+    pub problem: String,
+    pub origin: Option<String>,
+}
+
+struct KeyErrors<'a>(&'a [KeyError]);
+
+impl fmt::Display for KeyErrors<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if e.key.is_empty() {
+                write!(f, "config: {}", e.problem)?;
+            } else {
+                write!(f, "config key `{}`: {}", e.key, e.problem)?;
+            }
+            if let Some(origin) = &e.origin {
+                write!(f, " ({origin})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn extract(file: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::FileNotFound(path.display().to_string()));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+    figment
+        .extract::<Config>()
+        .map_err(|e| ConfigError::Parse(e.into_iter().map(key_error).collect()))
+}
+
+fn key_error(e: figment::Error) -> KeyError {
+    use figment::error::Kind;
+
+    let mut path = e.path.clone();
+    let problem = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            path.push(field.clone());
+            format!("unknown key; expected one of: {}", expected.join(", "))
+        }
+        Kind::UnknownVariant(found, expected) => {
+            format!(
+                "`{found}` is not allowed; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        other => other.to_string(),
+    };
+    let origin = e
+        .metadata
+        .as_ref()
+        .map(|md| match (&md.source, &e.profile) {
+            (Some(source), _) => format!("in {source}"),
+            (None, Some(profile)) if !e.path.is_empty() => {
+                format!("from {} {}", md.name, md.interpolate(profile, &path))
+            }
+            (None, _) => format!("from {}", md.name),
+        });
+    KeyError {
+        key: path.join("."),
+        problem,
+        origin,
+    }
+}

@@ -1,0 +1,118 @@
+//! Checks on values that parsed but may still be unusable; no I/O.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{Config, ConfigError, MarkMode, SinkKind};
+use crate::outbox::TableName;
+use crate::sink::template::Template;
+
+/// Largest batch we accept: far beyond any measured benefit, small enough
+/// that one batch's rows and messages fit comfortably in memory.
+const MAX_BATCH_SIZE: usize = 100_000;
+
+impl Config {
+    /// Rejects values that parsed but cannot work, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("shutdown_grace", self.shutdown_grace)?;
+
+        tokio_postgres::Config::from_str(self.postgres.url.expose()).map_err(|e| {
+            ConfigError::invalid(
+                "postgres.url",
+                format!("not a valid connection string: {e}"),
+            )
+        })?;
+        positive("postgres.connect_timeout", self.postgres.connect_timeout)?;
+
+        TableName::parse(&self.outbox.table)
+            .map_err(|e| ConfigError::invalid("outbox.table", e))?;
+        let columns = &self.outbox.columns;
+        for (key, value) in [
+            ("outbox.columns.id", &columns.id),
+            ("outbox.columns.aggregate_type", &columns.aggregate_type),
+            ("outbox.columns.aggregate_id", &columns.aggregate_id),
+            ("outbox.columns.event_type", &columns.event_type),
+            ("outbox.columns.payload", &columns.payload),
+        ] {
+            if value.is_empty() {
+                return Err(ConfigError::invalid(key, "must name a column"));
+            }
+        }
+        if self.outbox.mark == MarkMode::Update && columns.sent_at.is_empty() {
+            return Err(ConfigError::invalid(
+                "outbox.columns.sent_at",
+                "must name a column when outbox.mark = \"update\" (or set outbox.mark = \"delete\")",
+            ));
+        }
+
+        let polling = &self.source.polling;
+        if !(1..=MAX_BATCH_SIZE).contains(&polling.batch_size) {
+            return Err(ConfigError::invalid(
+                "source.polling.batch_size",
+                format!(
+                    "must be between 1 and {MAX_BATCH_SIZE}, got {}",
+                    polling.batch_size
+                ),
+            ));
+        }
+        positive("source.polling.poll_interval", polling.poll_interval)?;
+
+        if self.sink.kind == SinkKind::Rabbitmq {
+            let rabbit = &self.sink.rabbitmq;
+            let url = url::Url::parse(rabbit.url.expose()).map_err(|e| {
+                ConfigError::invalid("sink.rabbitmq.url", format!("not a valid URL: {e}"))
+            })?;
+            if url.scheme() != "amqp" {
+                return Err(ConfigError::invalid(
+                    "sink.rabbitmq.url",
+                    format!(
+                        "scheme must be amqp, got `{}` (amqps/TLS is not built in yet)",
+                        url.scheme()
+                    ),
+                ));
+            }
+            Template::parse(&rabbit.exchange)
+                .map_err(|e| ConfigError::invalid("sink.rabbitmq.exchange", e))?;
+            Template::parse(&rabbit.routing_key)
+                .map_err(|e| ConfigError::invalid("sink.rabbitmq.routing_key", e))?;
+            if !["direct", "topic", "fanout", "headers"].contains(&rabbit.exchange_type.as_str()) {
+                return Err(ConfigError::invalid(
+                    "sink.rabbitmq.exchange_type",
+                    format!(
+                        "`{}` is not one of direct, topic, fanout, headers",
+                        rabbit.exchange_type
+                    ),
+                ));
+            }
+            positive("sink.rabbitmq.confirm_timeout", rabbit.confirm_timeout)?;
+        }
+
+        positive("retry.initial_backoff", self.retry.initial_backoff)?;
+        if self.retry.max_backoff < self.retry.initial_backoff {
+            return Err(ConfigError::invalid(
+                "retry.max_backoff",
+                "must not be shorter than retry.initial_backoff",
+            ));
+        }
+
+        SocketAddr::from_str(&self.metrics.listen).map_err(|e| {
+            ConfigError::invalid(
+                "metrics.listen",
+                format!("`{}` is not host:port ({e})", self.metrics.listen),
+            )
+        })?;
+        positive("metrics.backlog_interval", self.metrics.backlog_interval)?;
+
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::invalid("log.level", format!("`{}`: {e}", self.log.level)))?;
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::invalid(key, "must be longer than zero"));
+    }
+    Ok(())
+}

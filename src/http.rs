@@ -1,0 +1,97 @@
+//! The HTTP listener: `/metrics` for Prometheus, `/healthz` (the process is
+//! alive) and `/readyz` (connected to Postgres and to the broker).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::metrics::{Component, metrics};
+use crate::shutdown::Shutdown;
+
+/// Binds `addr` now (so a taken port fails startup) and serves until shutdown.
+pub async fn serve(
+    addr: SocketAddr,
+    shutdown: Shutdown,
+) -> std::io::Result<impl Future<Output = ()>> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    Ok(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting an http connection failed");
+                        continue;
+                    }
+                },
+                _ = shutdown.requested() => return,
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(handle);
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(error = %e, "http connection ended with an error");
+                }
+            });
+        }
+    })
+}
+
+async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ));
+    }
+    Ok(match request.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics().render(),
+        ),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let postgres = metrics().is_connected(Component::Postgres);
+            let broker = metrics().is_connected(Component::Broker);
+            let status = if postgres && broker {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(
+                status,
+                "text/plain",
+                format!("postgres: {}\nbroker: {}\n", up(postgres), up(broker)),
+            )
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    })
+}
+
+fn up(connected: bool) -> &'static str {
+    if connected {
+        "connected"
+    } else {
+        "disconnected"
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
+}

@@ -1,0 +1,218 @@
+//! Every metric the relay exports, named and described once.
+//!
+//! Labels are low-cardinality by rule: a sink kind, a component, a failure
+//! reason; never an event id, aggregate id or routing key.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The relay's metrics, registered in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    /// Events the broker confirmed, by sink.
+    pub events_published: IntCounterVec,
+    /// Rows marked sent (or deleted) after confirmation.
+    pub events_acknowledged: IntCounter,
+    /// Failed publish attempts, by sink and reason.
+    pub publish_failures: IntCounterVec,
+    /// Failed source operations (claim, mark, connect), by reason.
+    pub source_errors: IntCounterVec,
+    /// Events per claimed batch.
+    pub batch_size: Histogram,
+    /// Time from the first publish of a batch to its last confirmation, by sink.
+    pub publish_duration: HistogramVec,
+    /// Confirmation time minus the event's created_at.
+    pub event_lag: Histogram,
+    /// Unsent rows, refreshed every `metrics.backlog_interval`.
+    pub backlog_events: IntGauge,
+    /// Age of the oldest unsent row in seconds, same refresh.
+    pub oldest_unsent_age: prometheus::Gauge,
+    /// Reconnections after a lost connection, by component.
+    pub reconnects: IntCounterVec,
+    /// 1 while the component's connection is up, by component.
+    pub connected: IntGaugeVec,
+    /// Constant 1, labelled with the version.
+    pub build_info: IntGaugeVec,
+}
+
+/// Name prefix shared by every metric.
+const NAMESPACE: &str = "outbox_relay";
+
+/// Seconds, from 1 ms to about 10 minutes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 600.0,
+];
+
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+];
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE)
+}
+
+fn histogram_opts(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::new(name, help)
+        .namespace(NAMESPACE)
+        .buckets(buckets.to_vec())
+}
+
+impl Metrics {
+    // `expect` below: the names and label sets are fixed, so a failure is a
+    // bug that any test run catches.
+    fn new() -> Self {
+        let registry = Registry::new();
+        let m = Metrics {
+            registry: registry.clone(),
+            events_published: IntCounterVec::new(
+                opts("events_published_total", "Events the broker confirmed."),
+                &["sink"],
+            )
+            .expect("metric"),
+            events_acknowledged: IntCounter::with_opts(opts(
+                "events_acknowledged_total",
+                "Outbox rows marked sent or deleted after the broker confirmed them.",
+            ))
+            .expect("metric"),
+            publish_failures: IntCounterVec::new(
+                opts(
+                    "publish_failures_total",
+                    "Failed publish attempts, by reason.",
+                ),
+                &["sink", "reason"],
+            )
+            .expect("metric"),
+            source_errors: IntCounterVec::new(
+                opts(
+                    "source_errors_total",
+                    "Failed source operations, by reason.",
+                ),
+                &["source", "reason"],
+            )
+            .expect("metric"),
+            batch_size: Histogram::with_opts(histogram_opts(
+                "batch_size_events",
+                "Events per claimed batch.",
+                BATCH_BUCKETS,
+            ))
+            .expect("metric"),
+            publish_duration: HistogramVec::new(
+                histogram_opts(
+                    "publish_duration_seconds",
+                    "Time to publish a batch and receive every confirmation.",
+                    LATENCY_BUCKETS,
+                ),
+                &["sink"],
+            )
+            .expect("metric"),
+            event_lag: Histogram::with_opts(histogram_opts(
+                "event_lag_seconds",
+                "Broker confirmation time minus the event's created_at.",
+                LATENCY_BUCKETS,
+            ))
+            .expect("metric"),
+            backlog_events: IntGauge::with_opts(opts(
+                "backlog_events",
+                "Unsent outbox rows, refreshed every metrics.backlog_interval.",
+            ))
+            .expect("metric"),
+            oldest_unsent_age: prometheus::Gauge::with_opts(opts(
+                "oldest_unsent_age_seconds",
+                "Age of the oldest unsent outbox row (0 when none), same refresh.",
+            ))
+            .expect("metric"),
+            reconnects: IntCounterVec::new(
+                opts("reconnects_total", "Reconnections after a lost connection."),
+                &["component"],
+            )
+            .expect("metric"),
+            connected: IntGaugeVec::new(
+                opts("connected", "1 while the component's connection is up."),
+                &["component"],
+            )
+            .expect("metric"),
+            build_info: IntGaugeVec::new(
+                opts(
+                    "build_info",
+                    "Constant 1, labelled with the relay's version.",
+                ),
+                &["version"],
+            )
+            .expect("metric"),
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+            Box::new(m.events_published.clone()),
+            Box::new(m.events_acknowledged.clone()),
+            Box::new(m.publish_failures.clone()),
+            Box::new(m.source_errors.clone()),
+            Box::new(m.batch_size.clone()),
+            Box::new(m.publish_duration.clone()),
+            Box::new(m.event_lag.clone()),
+            Box::new(m.backlog_events.clone()),
+            Box::new(m.oldest_unsent_age.clone()),
+            Box::new(m.reconnects.clone()),
+            Box::new(m.connected.clone()),
+            Box::new(m.build_info.clone()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("unique metric names");
+        }
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    /// The text exposition format served on `/metrics`.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on metric families that violate the
+        // format, which our fixed definitions cannot produce.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Records whether a component's connection is up; `/readyz` reads it.
+    pub fn set_connected(&self, component: Component, up: bool) {
+        self.connected
+            .with_label_values(&[component.label()])
+            .set(i64::from(up));
+    }
+
+    /// Whether a component's connection is up.
+    pub fn is_connected(&self, component: Component) -> bool {
+        self.connected.with_label_values(&[component.label()]).get() == 1
+    }
+}
+
+/// The connections the relay keeps, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// The source's session to Postgres.
+    Postgres,
+    /// The sink's connection to the broker.
+    Broker,
+}
+
+impl Component {
+    pub fn label(self) -> &'static str {
+        match self {
+            Component::Postgres => "postgres",
+            Component::Broker => "broker",
+        }
+    }
+}

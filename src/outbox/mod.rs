@@ -1,0 +1,11 @@
+//! The outbox table: its name, its columns as found in the database, and the
+//! SQL the relay runs against it. Shared by the polling source, the backlog
+//! gauges, `migrate` and `check`.
+
+mod name;
+mod schema;
+mod sql;
+
+pub use name::{TableName, quote_ident};
+pub use schema::{OutboxSchema, SchemaError};
+pub use sql::OutboxSql;

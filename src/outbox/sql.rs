@@ -1,0 +1,193 @@
+//! The statements the relay runs against the outbox, built once from the
+//! configuration and the discovered schema, and the decoding of claimed rows.
+
+use std::error::Error;
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::Row;
+use tokio_postgres::types::{FromSql, Type};
+
+use super::{OutboxSchema, quote_ident};
+use crate::config::{ColumnsConfig, MarkMode, OutboxConfig};
+use crate::event::{OutboxEvent, PayloadKind};
+
+/// SQL text for one configured outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxSql {
+    /// `$1` = limit (int8). Locks the rows it returns until the transaction ends.
+    pub claim: String,
+    /// `$1` = ids as text[]. Marks or deletes those rows.
+    pub mark: String,
+    /// Unsent rows and the age in seconds of the oldest (NULL without created_at).
+    pub backlog: String,
+    payload_kind: PayloadKind,
+}
+
+impl OutboxSql {
+    pub fn new(config: &OutboxConfig, schema: &OutboxSchema) -> Self {
+        let c = &config.columns;
+        let table = schema.table.to_string();
+        let id = quote_ident(&c.id);
+        let payload = match schema.payload_kind {
+            PayloadKind::Binary => quote_ident(&c.payload),
+            PayloadKind::Json | PayloadKind::Text => format!("{}::text", quote_ident(&c.payload)),
+        };
+        let headers = ColumnsConfig::optional(&c.headers)
+            .map(|h| format!("{}::text", quote_ident(h)))
+            .unwrap_or_else(|| "NULL::text".into());
+        let created_at = ColumnsConfig::optional(&c.created_at).map(quote_ident);
+        let created_micros = created_at
+            .as_ref()
+            .map(|col| format!("(extract(epoch FROM {col}) * 1000000)::int8"))
+            .unwrap_or_else(|| "NULL::int8".into());
+        let unsent = ColumnsConfig::optional(&c.sent_at)
+            .map(|s| format!(" WHERE {} IS NULL", quote_ident(s)))
+            .unwrap_or_default();
+        let order = if config.order_column() == c.id {
+            id.clone()
+        } else {
+            format!("{}, {id}", quote_ident(config.order_column()))
+        };
+
+        let claim = format!(
+            "SELECT {id}::text, {}::text, {}::text, {}::text, {payload}, {headers}, {created_micros} \
+             FROM {table}{unsent} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED",
+            quote_ident(&c.aggregate_type),
+            quote_ident(&c.aggregate_id),
+            quote_ident(&c.event_type),
+        );
+        let ids = format!("{id} = ANY($1::text[]::{}[])", schema.id_type);
+        let mark = match config.mark {
+            MarkMode::Update => format!(
+                "UPDATE {table} SET {} = now() WHERE {ids}",
+                quote_ident(&c.sent_at)
+            ),
+            MarkMode::Delete => format!("DELETE FROM {table} WHERE {ids}"),
+        };
+        let oldest = created_at
+            .map(|col| format!("extract(epoch FROM now() - min({col}))::float8"))
+            .unwrap_or_else(|| "NULL::float8".into());
+        let backlog = format!("SELECT count(*), {oldest} FROM {table}{unsent}");
+        OutboxSql {
+            claim,
+            mark,
+            backlog,
+            payload_kind: schema.payload_kind,
+        }
+    }
+
+    /// Turns one row of [`OutboxSql::claim`] into an event.
+    pub fn decode(&self, row: &Row) -> Result<OutboxEvent, tokio_postgres::Error> {
+        let headers: Option<&str> = row.try_get(5)?;
+        let created_micros: Option<i64> = row.try_get(6)?;
+        Ok(OutboxEvent {
+            id: row.try_get(0)?,
+            aggregate_type: row.try_get(1)?,
+            aggregate_id: row.try_get(2)?,
+            event_type: row.try_get(3)?,
+            payload: row.try_get::<_, RawBytes>(4)?.0,
+            payload_kind: self.payload_kind,
+            headers: headers.map(parse_headers).unwrap_or_default(),
+            created_at: created_micros.map(from_unix_micros),
+        })
+    }
+}
+
+/// The row's headers object as pairs. A value that is not an object (the
+/// column is free-form jsonb) is kept whole under the header `headers`, so
+/// nothing the application wrote is dropped.
+fn parse_headers(text: &str) -> Vec<(String, serde_json::Value)> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        Ok(serde_json::Value::Null) => Vec::new(),
+        Ok(other) => vec![("headers".into(), other)],
+        Err(_) => vec![("headers".into(), serde_json::Value::String(text.into()))],
+    }
+}
+
+fn from_unix_micros(micros: i64) -> SystemTime {
+    let magnitude = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    }
+}
+
+/// A text or bytea value as the bytes Postgres sent, without copying through
+/// `String`: the payload is published byte-for-byte.
+struct RawBytes(Vec<u8>);
+
+impl<'a> FromSql<'a> for RawBytes {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+        Ok(RawBytes(raw.to_vec()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TEXT || *ty == Type::BYTEA
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::TableName;
+
+    fn schema(kind: PayloadKind) -> OutboxSchema {
+        OutboxSchema {
+            table: TableName::parse("public.outbox").expect("valid"),
+            id_type: "bigint".into(),
+            payload_kind: kind,
+            columns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn default_statements() {
+        let sql = OutboxSql::new(&OutboxConfig::default(), &schema(PayloadKind::Json));
+        assert_eq!(
+            sql.claim,
+            "SELECT \"id\"::text, \"aggregate_type\"::text, \"aggregate_id\"::text, \
+             \"event_type\"::text, \"payload\"::text, \"headers\"::text, \
+             (extract(epoch FROM \"created_at\") * 1000000)::int8 FROM \"public\".\"outbox\" \
+             WHERE \"sent_at\" IS NULL ORDER BY \"id\" LIMIT $1 FOR UPDATE SKIP LOCKED"
+        );
+        assert_eq!(
+            sql.mark,
+            "UPDATE \"public\".\"outbox\" SET \"sent_at\" = now() WHERE \"id\" = ANY($1::text[]::bigint[])"
+        );
+    }
+
+    #[test]
+    fn debezium_shaped_statements() {
+        let mut config = OutboxConfig {
+            table: "outbox_dbz".into(),
+            mark: MarkMode::Delete,
+            order_by: "timestamp".into(),
+            ..OutboxConfig::default()
+        };
+        config.columns.headers = String::new();
+        config.columns.created_at = "timestamp".into();
+        config.columns.sent_at = String::new();
+        let mut s = schema(PayloadKind::Binary);
+        s.table = TableName::parse("outbox_dbz").expect("valid");
+        s.id_type = "uuid".into();
+        let sql = OutboxSql::new(&config, &s);
+        assert!(sql.claim.contains("\"payload\", NULL::text"));
+        assert!(
+            sql.claim
+                .contains("FROM \"outbox_dbz\" ORDER BY \"timestamp\", \"id\"")
+        );
+        assert_eq!(
+            sql.mark,
+            "DELETE FROM \"outbox_dbz\" WHERE \"id\" = ANY($1::text[]::uuid[])"
+        );
+    }
+
+    #[test]
+    fn headers_keep_non_objects() {
+        assert_eq!(parse_headers("{\"a\": 1}").len(), 1);
+        assert_eq!(parse_headers("null"), Vec::new());
+        assert_eq!(parse_headers("[1]")[0].0, "headers");
+    }
+}

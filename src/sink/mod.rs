@@ -1,0 +1,82 @@
+//! Where events go. A sink knows its broker and nothing of Postgres.
+//!
+//! # Delivery contract
+//! [`Sink::publish`] sends a batch in order, pipelined (every message is sent
+//! before any confirmation is awaited), and returns `Ok` only once the broker
+//! has confirmed every event of it as durably accepted. On failure it reports
+//! how many events, from the start of the batch, were confirmed; the caller
+//! marks exactly those as sent and offers the rest again later, so a sink may
+//! see an event more than once but the broker never misses one.
+
+pub mod rabbitmq;
+pub mod stdout;
+pub mod template;
+
+use std::future::Future;
+
+use crate::event::OutboxEvent;
+
+pub use rabbitmq::RabbitMqSink;
+pub use stdout::StdoutSink;
+
+/// A broker (or stand-in) that events are published to.
+pub trait Sink {
+    /// The `sink` label of metrics.
+    fn label(&self) -> &'static str;
+
+    /// Publishes `events` in order and waits for all confirmations.
+    fn publish(
+        &mut self,
+        events: &[OutboxEvent],
+    ) -> impl Future<Output = Result<(), PublishFailure>> + Send;
+
+    /// Connects now, so problems are reported at startup. Later failures are
+    /// handled inside `publish` by reconnecting.
+    fn connect(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// A batch that was not wholly confirmed.
+#[derive(Debug)]
+pub struct PublishFailure {
+    /// Events at the start of the batch that the broker did confirm.
+    pub confirmed: usize,
+    pub error: SinkError,
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("connecting to the broker: {0}")]
+    Connect(String),
+    #[error("broker connection lost: {0}")]
+    Connection(String),
+    #[error("no confirmation within {0:?}")]
+    ConfirmTimeout(std::time::Duration),
+    #[error("the broker refused event {event_id} (nack)")]
+    Nacked { event_id: String },
+    #[error(
+        "event {event_id} is unroutable: exchange `{exchange}` has no queue bound for routing key `{routing_key}` ({reply})"
+    )]
+    Unroutable {
+        event_id: String,
+        exchange: String,
+        routing_key: String,
+        reply: String,
+    },
+    #[error("writing: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl SinkError {
+    /// The `reason` label of `outbox_relay_publish_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SinkError::Connect(_) => "connect",
+            SinkError::Connection(_) => "connection",
+            SinkError::ConfirmTimeout(_) => "timeout",
+            SinkError::Nacked { .. } => "nacked",
+            SinkError::Unroutable { .. } => "unroutable",
+            SinkError::Io(_) => "io",
+        }
+    }
+}

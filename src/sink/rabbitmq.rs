@@ -1,0 +1,323 @@
+//! The RabbitMQ sink: persistent, mandatory publishes on a confirm-mode
+//! channel. A batch is published whole, then its confirmations are awaited in
+//! order, so the broker works on many messages per round trip.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+
+use super::template::Template;
+use super::{PublishFailure, Sink, SinkError};
+use crate::config::RabbitMqConfig;
+use crate::event::OutboxEvent;
+use crate::metrics::{Component, metrics};
+
+/// AMQP delivery mode 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+/// Publishes to RabbitMQ; reconnects on its own after an error.
+pub struct RabbitMqSink {
+    config: RabbitMqConfig,
+    exchange: Template,
+    routing_key: Template,
+    link: Option<Link>,
+    ever_connected: bool,
+}
+
+/// One connection with its confirm-mode channel.
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    /// Exchanges declared on this connection (with `declare_exchange`).
+    declared: HashSet<String>,
+}
+
+impl RabbitMqSink {
+    /// Builds the sink; the templates were checked by config validation.
+    pub fn new(config: &RabbitMqConfig) -> Result<Self, SinkError> {
+        let template = |text: &str| {
+            Template::parse(text).map_err(|e| SinkError::Connect(format!("template: {e}")))
+        };
+        Ok(RabbitMqSink {
+            exchange: template(&config.exchange)?,
+            routing_key: template(&config.routing_key)?,
+            config: config.clone(),
+            link: None,
+            ever_connected: false,
+        })
+    }
+
+    async fn link(&mut self) -> Result<&mut Link, SinkError> {
+        if self.link.is_none() {
+            let link = self.open().await?;
+            if self.ever_connected {
+                metrics().reconnects.with_label_values(&["broker"]).inc();
+                tracing::info!("reconnected to rabbitmq");
+            }
+            self.ever_connected = true;
+            metrics().set_connected(Component::Broker, true);
+            self.link = Some(link);
+        }
+        self.link
+            .as_mut()
+            .ok_or_else(|| SinkError::Connection("no connection".into()))
+    }
+
+    async fn open(&self) -> Result<Link, SinkError> {
+        let connect = Connection::connect(
+            self.config.url.expose(),
+            ConnectionProperties::default().with_connection_name("outbox-relay".into()),
+        );
+        let connection = tokio::time::timeout(self.config.confirm_timeout, connect)
+            .await
+            .map_err(|_| {
+                SinkError::Connect(format!(
+                    "{} did not answer within {:?}",
+                    self.config.url, self.config.confirm_timeout
+                ))
+            })?
+            .map_err(|e| SinkError::Connect(format!("{}: {e}", self.config.url)))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| SinkError::Connect(format!("opening a channel: {e}")))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| SinkError::Connect(format!("enabling publisher confirms: {e}")))?;
+        Ok(Link {
+            connection,
+            channel,
+            declared: HashSet::new(),
+        })
+    }
+
+    /// For `check`: connects, then makes sure a fixed exchange exists (or
+    /// will be declared). Returns what it found, for printing.
+    pub async fn probe(&mut self) -> Result<String, SinkError> {
+        let url = self.config.url.redacted();
+        let declare = self.config.declare_exchange;
+        let kind = exchange_kind(&self.config.exchange_type);
+        let fixed = self.exchange.fixed().map(str::to_owned);
+        let link = self.link().await?;
+        let exchange = match fixed {
+            None => "exchange is a template; not checked".to_owned(),
+            Some(name) if declare => format!("exchange `{name}` will be declared"),
+            Some(name) if name.is_empty() => "default exchange".to_owned(),
+            Some(name) => {
+                let options = ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                };
+                link.channel
+                    .exchange_declare(name.as_str().into(), kind, options, FieldTable::default())
+                    .await
+                    .map_err(|e| {
+                        SinkError::Connect(format!(
+                            "exchange `{name}` is missing ({e}); create it or set sink.rabbitmq.declare_exchange = true"
+                        ))
+                    })?;
+                format!("exchange `{name}` exists")
+            }
+        };
+        Ok(format!("connected to {url}; {exchange}"))
+    }
+
+    /// Forgets a broken connection; the next publish opens a new one.
+    fn drop_link(&mut self) {
+        if let Some(link) = self.link.take() {
+            metrics().set_connected(Component::Broker, false);
+            tokio::spawn(async move {
+                let close = link.connection.close(0, "reconnecting".into());
+                let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+            });
+        }
+    }
+
+    async fn declare(&mut self, exchange: &str) -> Result<(), SinkError> {
+        let kind = exchange_kind(&self.config.exchange_type);
+        let link = self.link().await?;
+        if link.declared.contains(exchange) {
+            return Ok(());
+        }
+        link.channel
+            .exchange_declare(
+                exchange.into(),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| SinkError::Connection(format!("declaring exchange `{exchange}`: {e}")))?;
+        link.declared.insert(exchange.to_owned());
+        Ok(())
+    }
+
+    async fn publish_all(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
+        let fail = |confirmed, error| PublishFailure { confirmed, error };
+        let mut pending = Vec::with_capacity(events.len());
+        let mut send_error = None;
+        for event in events {
+            let exchange = self.exchange.render(event);
+            let routing_key = self.routing_key.render(event);
+            if self.config.declare_exchange
+                && let Err(e) = self.declare(&exchange).await
+            {
+                send_error = Some(e);
+                break;
+            }
+            let channel = match self.link().await {
+                Ok(link) => &link.channel,
+                Err(e) => {
+                    send_error = Some(e);
+                    break;
+                }
+            };
+            let sent = channel
+                .basic_publish(
+                    ShortString::from(exchange.as_str()),
+                    ShortString::from(routing_key.as_str()),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &event.payload,
+                    properties(event),
+                )
+                .await;
+            match sent {
+                Ok(confirm) => pending.push((confirm, exchange, routing_key)),
+                Err(e) => {
+                    send_error = Some(SinkError::Connection(e.to_string()));
+                    break;
+                }
+            }
+        }
+
+        let sent = pending.len();
+        let deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
+        for (index, (confirm, exchange, routing_key)) in pending.into_iter().enumerate() {
+            let event = &events[index];
+            match tokio::time::timeout_at(deadline, confirm).await {
+                Err(_) => {
+                    self.drop_link();
+                    return Err(fail(
+                        index,
+                        SinkError::ConfirmTimeout(self.config.confirm_timeout),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    self.drop_link();
+                    return Err(fail(index, SinkError::Connection(e.to_string())));
+                }
+                Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => {}
+                Ok(Ok(Confirmation::Ack(Some(returned)))) => {
+                    let reply = format!("{} {}", returned.reply_code, returned.reply_text);
+                    return Err(fail(
+                        index,
+                        SinkError::Unroutable {
+                            event_id: event.id.clone(),
+                            exchange,
+                            routing_key,
+                            reply,
+                        },
+                    ));
+                }
+                Ok(Ok(Confirmation::Nack(_))) => {
+                    return Err(fail(
+                        index,
+                        SinkError::Nacked {
+                            event_id: event.id.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        match send_error {
+            None => Ok(()),
+            Some(error) => {
+                self.drop_link();
+                // Every event sent before the error was confirmed, or the
+                // loop above would have returned.
+                Err(fail(sent, error))
+            }
+        }
+    }
+}
+
+impl Sink for RabbitMqSink {
+    fn label(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    async fn connect(&mut self) -> Result<(), SinkError> {
+        self.link().await?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
+        self.publish_all(events).await
+    }
+}
+
+fn exchange_kind(name: &str) -> ExchangeKind {
+    match name {
+        "direct" => ExchangeKind::Direct,
+        "fanout" => ExchangeKind::Fanout,
+        "headers" => ExchangeKind::Headers,
+        "topic" => ExchangeKind::Topic,
+        other => ExchangeKind::Custom(other.to_owned()),
+    }
+}
+
+/// Message properties: ids, type, time, content type, persistence, headers.
+fn properties(event: &OutboxEvent) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (key, value) in &event.headers {
+        headers.insert(ShortString::from(key.as_str()), amqp_value(value));
+    }
+    for (key, value) in event.standard_headers() {
+        headers.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+    let mut props = BasicProperties::default()
+        .with_message_id(event.id.as_str().into())
+        .with_type(event.event_type.as_str().into())
+        .with_content_type(event.payload_kind.content_type().into())
+        .with_delivery_mode(PERSISTENT)
+        .with_app_id("outbox-relay".into())
+        .with_headers(headers);
+    if let Some(secs) = event
+        .created_at
+        .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+    {
+        props = props.with_timestamp(secs.as_secs());
+    }
+    props
+}
+
+/// A JSON header value as the closest AMQP field type; arrays and objects
+/// travel as their JSON text.
+fn amqp_value(value: &serde_json::Value) -> AMQPValue {
+    use serde_json::Value;
+    match value {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => AMQPValue::LongLongInt(i),
+            (None, Some(f)) => AMQPValue::Double(f),
+            (None, None) => AMQPValue::LongString(LongString::from(n.to_string())),
+        },
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        Value::Array(_) | Value::Object(_) => {
+            AMQPValue::LongString(LongString::from(value.to_string()))
+        }
+    }
+}

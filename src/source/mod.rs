@@ -1,0 +1,69 @@
+//! Where events come from. A source knows Postgres and nothing of brokers.
+//!
+//! # Delivery contract
+//! A source hands out events in order (per aggregate, in id order) and
+//! forgets nothing it handed out until told: [`Source::claim`] returns events
+//! that stay reserved for this relay, [`Source::ack`] records a prefix of them
+//! as sent (only ever called after the broker confirmed that prefix) and
+//! releases the rest, [`Source::release`] gives them all back unsent. A crash
+//! at any point leaves every unacknowledged event to be claimed again, so
+//! delivery is at-least-once: duplicates are possible, loss is not.
+
+mod polling;
+
+use std::future::Future;
+
+pub use polling::PollingSource;
+
+use crate::event::OutboxEvent;
+use crate::outbox::SchemaError;
+use crate::postgres::ConnectError;
+
+/// A source of outbox events; see the module docs for the contract.
+pub trait Source {
+    /// Claims up to `limit` unsent events, oldest first; empty when none are
+    /// ready. Must be followed by `ack` or `release` before the next claim.
+    fn claim(
+        &mut self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEvent>, SourceError>> + Send;
+
+    /// Records the first `count` claimed events as sent and releases the rest.
+    fn ack(&mut self, count: usize) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Releases every claimed event unsent.
+    fn release(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Resolves when new events may be ready. Cancel-safe.
+    fn wait(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Why a source operation failed. Every variant is retried by the pipeline:
+/// claimed events are released (by the database, when the session is lost),
+/// so nothing is skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("connecting: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("outbox table: {0}")]
+    Schema(#[from] SchemaError),
+    #[error("claiming events: {0}")]
+    Claim(#[source] tokio_postgres::Error),
+    #[error("marking events sent: {0}")]
+    Ack(#[source] tokio_postgres::Error),
+    #[error("the postgres session was lost")]
+    SessionLost,
+}
+
+impl SourceError {
+    /// The `reason` label of `outbox_relay_source_errors_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::Connect(_) => "connect",
+            SourceError::Schema(_) => "schema",
+            SourceError::Claim(_) => "claim",
+            SourceError::Ack(_) => "ack",
+            SourceError::SessionLost => "session_lost",
+        }
+    }
+}
