@@ -9,9 +9,11 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the level.
 pub fn init(config: &LogConfig) {
+    // lapin logs every returned (unroutable) message at warn, payload
+    // included; the relay reports those itself, once per batch.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{},lapin=error", config.level)))
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

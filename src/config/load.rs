@@ -80,10 +80,9 @@ pub(super) fn extract(file: Option<&Path>) -> Result<Config, ConfigError> {
 fn key_error(e: figment::Error) -> KeyError {
     use figment::error::Kind;
 
-    let mut path = e.path.clone();
+    let path = e.path.clone();
     let problem = match &e.kind {
-        Kind::UnknownField(field, expected) => {
-            path.push(field.clone());
+        Kind::UnknownField(_, expected) => {
             format!("unknown key; expected one of: {}", expected.join(", "))
         }
         Kind::UnknownVariant(found, expected) => {
@@ -94,16 +93,14 @@ fn key_error(e: figment::Error) -> KeyError {
         }
         other => other.to_string(),
     };
-    let origin = e
-        .metadata
-        .as_ref()
-        .map(|md| match (&md.source, &e.profile) {
-            (Some(source), _) => format!("in {source}"),
-            (None, Some(profile)) if !e.path.is_empty() => {
-                format!("from {} {}", md.name, md.interpolate(profile, &path))
-            }
-            (None, _) => format!("from {}", md.name),
-        });
+    let origin = e.metadata.as_ref().map(|md| match &md.source {
+        Some(source) => format!("in {source}"),
+        None if md.name.contains("environment") && !path.is_empty() => format!(
+            "from environment variable {ENV_PREFIX}{}",
+            path.join("__").to_uppercase()
+        ),
+        None => format!("from {}", md.name),
+    });
     KeyError {
         key: path.join("."),
         problem,
