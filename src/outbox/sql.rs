@@ -43,15 +43,18 @@ impl OutboxSql {
         let unsent = ColumnsConfig::optional(&c.sent_at)
             .map(|s| format!(" WHERE {} IS NULL", quote_ident(s)))
             .unwrap_or_default();
+        // Qualified, so ORDER BY names the table's columns and not the
+        // text-cast output columns of the same name (which would sort "10"
+        // before "9" and defeat the index).
         let order = if config.order_column() == c.id {
-            id.clone()
+            format!("o.{id}")
         } else {
-            format!("{}, {id}", quote_ident(config.order_column()))
+            format!("o.{}, o.{id}", quote_ident(config.order_column()))
         };
 
         let claim = format!(
             "SELECT {id}::text, {}::text, {}::text, {}::text, {payload}, {headers}, {created_micros} \
-             FROM {table}{unsent} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED",
+             FROM {table} AS o{unsent} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED",
             quote_ident(&c.aggregate_type),
             quote_ident(&c.aggregate_id),
             quote_ident(&c.event_type),
@@ -149,8 +152,8 @@ mod tests {
             sql.claim,
             "SELECT \"id\"::text, \"aggregate_type\"::text, \"aggregate_id\"::text, \
              \"event_type\"::text, \"payload\"::text, \"headers\"::text, \
-             (extract(epoch FROM \"created_at\") * 1000000)::int8 FROM \"public\".\"outbox\" \
-             WHERE \"sent_at\" IS NULL ORDER BY \"id\" LIMIT $1 FOR UPDATE SKIP LOCKED"
+             (extract(epoch FROM \"created_at\") * 1000000)::int8 FROM \"public\".\"outbox\" AS o \
+             WHERE \"sent_at\" IS NULL ORDER BY o.\"id\" LIMIT $1 FOR UPDATE SKIP LOCKED"
         );
         assert_eq!(
             sql.mark,
@@ -176,7 +179,7 @@ mod tests {
         assert!(sql.claim.contains("\"payload\", NULL::text"));
         assert!(
             sql.claim
-                .contains("FROM \"outbox_dbz\" ORDER BY \"timestamp\", \"id\"")
+                .contains("FROM \"outbox_dbz\" AS o ORDER BY o.\"timestamp\", o.\"id\"")
         );
         assert_eq!(
             sql.mark,
