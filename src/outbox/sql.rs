@@ -83,12 +83,21 @@ impl OutboxSql {
     pub fn decode(&self, row: &Row) -> Result<OutboxEvent, tokio_postgres::Error> {
         let headers: Option<&str> = row.try_get(5)?;
         let created_micros: Option<i64> = row.try_get(6)?;
+        // NULLs in a hand-made table must not wedge the relay on one row:
+        // they become empty values (a NULL payload is a tombstone).
+        let text = |i| {
+            row.try_get::<_, Option<String>>(i)
+                .map(Option::unwrap_or_default)
+        };
         Ok(OutboxEvent {
-            id: row.try_get(0)?,
-            aggregate_type: row.try_get(1)?,
-            aggregate_id: row.try_get(2)?,
-            event_type: row.try_get(3)?,
-            payload: row.try_get::<_, RawBytes>(4)?.0,
+            id: text(0)?,
+            aggregate_type: text(1)?,
+            aggregate_id: text(2)?,
+            event_type: text(3)?,
+            payload: row
+                .try_get::<_, Option<RawBytes>>(4)?
+                .map(|raw| raw.0)
+                .unwrap_or_default(),
             payload_kind: self.payload_kind,
             headers: headers.map(parse_headers).unwrap_or_default(),
             created_at: created_micros.map(from_unix_micros),

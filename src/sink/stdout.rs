@@ -8,6 +8,7 @@ use tokio::io::{AsyncWriteExt, Stdout};
 
 use super::{PublishFailure, Sink, SinkError};
 use crate::event::{OutboxEvent, PayloadKind};
+use crate::metrics::{Component, metrics};
 
 /// Writes events to standard output.
 pub struct StdoutSink {
@@ -36,6 +37,8 @@ impl Sink for StdoutSink {
     }
 
     async fn connect(&mut self) -> Result<(), SinkError> {
+        // Nothing to connect to: the sink is as ready as stdout is open.
+        metrics().set_connected(Component::Broker, true);
         Ok(())
     }
 
@@ -69,6 +72,7 @@ pub fn write_line(event: &OutboxEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"payload\":");
     match event.payload_kind {
         // Postgres guarantees json/jsonb text is valid JSON; inline it as is.
+        PayloadKind::Json if event.payload.is_empty() => out.extend_from_slice(b"null"),
         PayloadKind::Json => out.extend_from_slice(&event.payload),
         PayloadKind::Text => json_string(&String::from_utf8_lossy(&event.payload), out),
         PayloadKind::Binary => {

@@ -1,0 +1,119 @@
+//! A fresh database per test, dropped when the test ends.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::{sh, unique};
+
+/// The server every test uses (the machine's PostgreSQL, trust auth).
+pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A database created for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        let name = unique("outbox_test");
+        psql_admin(&format!("CREATE DATABASE {name}"));
+        TestDb {
+            url: format!("{SERVER}/{name}"),
+            name,
+        }
+    }
+
+    /// A new session; retries for a while, so it also serves after a restart.
+    pub async fn client(&self) -> Client {
+        let mut last = None;
+        for _ in 0..100 {
+            match tokio_postgres::connect(&self.url, NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    return client;
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("connecting to {}: {last:?}", self.url);
+    }
+
+    /// Runs SQL through psql (synchronous; for setup).
+    pub fn psql(&self, sql: &str) -> String {
+        sh(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &self.url,
+                "-c",
+                sql,
+            ],
+        )
+    }
+
+    /// Rows of the default outbox table not yet marked sent.
+    pub async fn unsent(&self) -> i64 {
+        self.count("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .await
+    }
+
+    /// A count query's result; -1 while the database is unreachable.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match tokio_postgres::connect(&self.url, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                match client.query_one(sql, &[]).await {
+                    Ok(row) => row.get(0),
+                    Err(_) => -1,
+                }
+            }
+            Err(_) => -1,
+        }
+    }
+}
+
+impl Default for TestDb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                &format!("{SERVER}/postgres"),
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn psql_admin(sql: &str) {
+    sh(
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &format!("{SERVER}/postgres"),
+            "-c",
+            sql,
+        ],
+    );
+}

@@ -1,0 +1,196 @@
+//! A durable test queue bound to the relay's exchange, read after the fact.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+
+use super::unique;
+
+pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// One message as the consumer saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+impl Received {
+    pub fn message_id(&self) -> String {
+        self.properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    /// A header as text (long strings, numbers, booleans).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let headers = self.properties.headers().as_ref()?;
+        let value = headers.inner().get(name)?;
+        Some(match value {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            AMQPValue::ShortString(s) => s.to_string(),
+            AMQPValue::LongLongInt(i) => i.to_string(),
+            AMQPValue::Boolean(b) => b.to_string(),
+            other => format!("{other:?}"),
+        })
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("json body")
+    }
+}
+
+/// A topic exchange and a durable queue bound to it with `#`.
+pub struct TestQueue {
+    pub exchange: String,
+    pub queue: String,
+}
+
+impl TestQueue {
+    /// Declares both (the relay's own declaration of the exchange matches).
+    pub async fn new() -> Self {
+        let exchange = unique("outbox_test_x");
+        let queue = unique("outbox_test_q");
+        let conn = connect().await;
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("exchange");
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue");
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        let _ = conn.close(0, "done".into()).await;
+        TestQueue { exchange, queue }
+    }
+
+    /// Reads until at least `expected` messages arrived, then one more quiet
+    /// second to catch late duplicates. Panics after `timeout`.
+    pub async fn drain(&self, expected: usize, timeout: Duration) -> Vec<Received> {
+        let conn = connect().await;
+        let channel = conn.create_channel().await.expect("channel");
+        let mut consumer = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                "test".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let deadline = Instant::now() + timeout;
+        let mut received = Vec::new();
+        loop {
+            let wait = if received.len() >= expected {
+                Duration::from_secs(1)
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            match tokio::time::timeout(wait, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => received.push(Received {
+                    routing_key: delivery.routing_key.to_string(),
+                    body: delivery.data.clone(),
+                    properties: delivery.properties.clone(),
+                }),
+                Ok(Some(Err(e))) => panic!("consuming: {e}"),
+                Ok(None) => panic!("consumer ended"),
+                Err(_) if received.len() >= expected => break,
+                Err(_) => panic!(
+                    "only {} of {expected} messages arrived within {timeout:?}",
+                    received.len()
+                ),
+            }
+        }
+        let _ = conn.close(0, "done".into()).await;
+        received
+    }
+
+    /// Deletes the queue and exchange.
+    pub async fn delete(&self) {
+        let conn = connect().await;
+        let channel = conn.create_channel().await.expect("channel");
+        let _ = channel
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        let _ = channel
+            .exchange_delete(
+                self.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+        let _ = conn.close(0, "done".into()).await;
+    }
+}
+
+/// Connects, retrying for a while (the broker may be restarting).
+pub async fn connect() -> Connection {
+    let mut last = None;
+    for _ in 0..150 {
+        match Connection::connect(URL, ConnectionProperties::default()).await {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("connecting to rabbitmq: {last:?}");
+}
+
+/// Stops the broker application; starts it again when dropped, even if the
+/// test panics, so one failing test cannot break the others.
+pub struct BrokerOutage;
+
+impl BrokerOutage {
+    pub fn begin() -> Self {
+        super::sh("rabbitmqctl", &["-q", "stop_app"]);
+        BrokerOutage
+    }
+}
+
+impl Drop for BrokerOutage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .status();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "await_startup"])
+            .status();
+    }
+}

@@ -1,0 +1,269 @@
+//! The relay binary as a child process with a generated config file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::db::TestDb;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_outbox-relay");
+
+/// A config file: `(section, key, value)` entries, value as TOML text.
+pub struct RelayConfig {
+    entries: Vec<(String, String, String)>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RelayConfig {
+    /// Postgres of `db`, RabbitMQ sink on `exchange` (declared by the relay),
+    /// a free metrics port, fast polling and retries, debug logs.
+    pub fn new(db: &TestDb, exchange: &str) -> Self {
+        let port = free_port();
+        let mut config = RelayConfig {
+            entries: Vec::new(),
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        config
+            .set("postgres", "url", &toml_str(&db.url))
+            .set("source.polling", "poll_interval", "\"200ms\"")
+            .set("sink.rabbitmq", "exchange", &toml_str(exchange))
+            .set("sink.rabbitmq", "declare_exchange", "true")
+            .set("sink.rabbitmq", "confirm_timeout", "\"5s\"")
+            .set("retry", "initial_backoff", "\"50ms\"")
+            .set("retry", "max_backoff", "\"1s\"")
+            .set("metrics", "listen", &toml_str(&format!("127.0.0.1:{port}")))
+            .set("metrics", "backlog_interval", "\"500ms\"")
+            .set("log", "level", "\"debug\"");
+        config
+    }
+
+    /// Sets (or replaces) `key` in `[section]` ("" for top level).
+    pub fn set(&mut self, section: &str, key: &str, value: &str) -> &mut Self {
+        self.entries.retain(|(s, k, _)| !(s == section && k == key));
+        self.entries
+            .push((section.to_owned(), key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Writes the file and returns its path.
+    pub fn write(&self) -> PathBuf {
+        let mut sections: Vec<&str> = self.entries.iter().map(|(s, _, _)| s.as_str()).collect();
+        sections.sort();
+        sections.dedup();
+        let mut text = String::new();
+        for section in sections {
+            if !section.is_empty() {
+                text.push_str(&format!("[{section}]\n"));
+            }
+            for (_, key, value) in self.entries.iter().filter(|(s, _, _)| s == section) {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        let path = self.dir.path().join("relay.toml");
+        std::fs::write(&path, text).expect("writing config");
+        path
+    }
+
+    /// Runs a subcommand (`migrate`, `check`) to completion.
+    pub fn command(&self, subcommand: &str) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(self.write())
+            .arg(subcommand)
+            .output()
+            .expect("running outbox-relay")
+    }
+
+    /// `migrate`, asserting success.
+    pub fn migrate(&self) {
+        let out = self.command("migrate");
+        assert!(
+            out.status.success(),
+            "migrate failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn log_path(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("relay-{n}.log"))
+    }
+}
+
+/// A running relay process.
+pub struct Relay {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+}
+
+static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Relay {
+    /// Starts `run` with stdout discarded (or piped, for the stdout sink).
+    pub fn start(config: &RelayConfig) -> Self {
+        Self::spawn(config, Stdio::null())
+    }
+
+    /// Starts `run` with stdout captured to a file, which is returned.
+    pub fn start_capturing_stdout(config: &RelayConfig) -> (Self, PathBuf) {
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = config.dir.path().join(format!("stdout-{n}.jsonl"));
+        let file = File::create(&path).expect("stdout file");
+        (Self::spawn(config, Stdio::from(file)), path)
+    }
+
+    fn spawn(config: &RelayConfig, stdout: Stdio) -> Self {
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = config.log_path(n);
+        let stderr = File::create(&log).expect("log file");
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(config.write())
+            .arg("run")
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("starting outbox-relay");
+        Relay {
+            child: Some(child),
+            port: config.port,
+            log,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("relay exited early ({status}):\n{}", self.log_text());
+            }
+            if let Some((200, _)) = http_get(self.port, "/readyz").await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay not ready after 30s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        http_get(self.port, "/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// The value of one sample line of `/metrics`, e.g.
+    /// `outbox_relay_events_published_total{sink="rabbitmq"}`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn sigkill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn sigterm(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the relay logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.sigkill();
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!("--- relay log tail ({}) ---", self.log.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A TOML basic string.
+pub fn toml_str(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A minimal HTTP/1.0 GET: status code and body.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// Appends `text` to a file (for notes kept across restarts).
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open");
+    let _ = f.write_all(text.as_bytes());
+}

@@ -1,0 +1,105 @@
+//! Concurrent application writers: each owns its aggregates and writes their
+//! events one transaction at a time, so per-aggregate commit order is id order.
+
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+/// One event as written: its id (text) and aggregate id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub id: String,
+    pub aggregate_id: String,
+}
+
+/// Writes `per_writer` events from each of `writers` concurrent sessions into
+/// the default outbox table, spread over `aggregates_per_writer` aggregates
+/// per writer, pausing `pace` between events. Retries through connection
+/// loss without writing an event twice (each has a unique `key` in its
+/// payload). Returns every event in per-writer order.
+pub async fn write(
+    url: &str,
+    writers: usize,
+    per_writer: usize,
+    aggregates_per_writer: usize,
+    pace: Duration,
+) -> Vec<Written> {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut written = Vec::with_capacity(per_writer);
+            let mut client = None;
+            for i in 0..per_writer {
+                let aggregate = format!("w{w}-a{}", i % aggregates_per_writer);
+                let key = format!("w{w}-{i}");
+                let id = loop {
+                    if client.is_none() {
+                        client = connect(&url).await;
+                    }
+                    let Some(c) = client.as_ref() else { continue };
+                    match insert(c, &aggregate, &key, i).await {
+                        Ok(id) => break id,
+                        Err(_) => client = None,
+                    }
+                };
+                written.push(Written {
+                    id,
+                    aggregate_id: aggregate,
+                });
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+            written
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer task"));
+    }
+    all
+}
+
+async fn connect(url: &str) -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(url, NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Some(client)
+        }
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
+    }
+}
+
+/// Inserts the event unless an earlier attempt already committed it.
+async fn insert(
+    client: &tokio_postgres::Client,
+    aggregate: &str,
+    key: &str,
+    seq: usize,
+) -> Result<String, tokio_postgres::Error> {
+    if let Some(row) = client
+        .query_opt(
+            "SELECT id::text FROM outbox WHERE payload->>'key' = $1",
+            &[&key],
+        )
+        .await?
+    {
+        return Ok(row.get(0));
+    }
+    let payload = serde_json::json!({ "key": key, "seq": seq, "aggregate": aggregate });
+    let headers = serde_json::json!({ "trace": format!("t-{key}"), "tenant": "acme" });
+    let row = client
+        .query_one(
+            "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, headers) \
+             VALUES ('order', $1, 'created', $2::text::jsonb, $3::text::jsonb) RETURNING id::text",
+            &[&aggregate, &payload.to_string(), &headers.to_string()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
