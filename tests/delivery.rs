@@ -3,35 +3,23 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use support::checker::verify;
-use support::db::TestDb;
-use support::rabbit::TestQueue;
-use support::relay::{Relay, RelayConfig};
+use support::setup::Setup;
 use support::writers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_all_delivered_with_properties() {
-    let db = TestDb::new();
-    let queue = TestQueue::new().await;
-    let config = RelayConfig::new(&db, &queue.exchange);
-    config.migrate();
-    let mut relay = Relay::start(&config);
-    relay.wait_ready().await;
+    let setup = Setup::new(500).await;
+    let relay = setup.start_relay().await;
 
-    let written = writers::write(&db.url, 4, 500, 5, Duration::ZERO).await;
-    support::eventually(Duration::from_secs(60), "all rows marked", || {
-        db_unsent_is_zero(&db)
-    })
-    .await;
-    let received = queue.drain(written.len(), Duration::from_secs(60)).await;
-    let ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
-    let report = verify(&written, &ids);
-    println!("delivery: {report}");
+    let written = writers::write(&setup.db.url, 4, 500, 5, Duration::ZERO).await;
+    let (report, received) = setup.settle("delivery", &written).await;
     assert_eq!(report.duplicates, 0, "no failures, so no duplicates");
 
-    let created: std::collections::HashMap<String, i64> = db
+    let created: HashMap<String, i64> = setup
+        .db
         .psql("SELECT id, extract(epoch FROM created_at)::int8 FROM outbox")
         .lines()
         .filter_map(|l| l.split_once('|'))
@@ -76,9 +64,5 @@ async fn concurrent_writers_all_delivered_with_properties() {
         relay.metric("outbox_relay_backlog_events").await == Some(0.0)
     })
     .await;
-    queue.delete().await;
-}
-
-async fn db_unsent_is_zero(db: &TestDb) -> bool {
-    db.unsent().await == 0
+    setup.queue.delete().await;
 }

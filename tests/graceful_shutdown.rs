@@ -6,24 +6,18 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use support::checker::verify;
-use support::db::TestDb;
-use support::rabbit::TestQueue;
-use support::relay::{Relay, RelayConfig};
+use support::relay::Relay;
+use support::setup::Setup;
 use support::writers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_exits_cleanly_and_loses_nothing() {
-    let db = TestDb::new();
-    let queue = TestQueue::new().await;
-    let mut config = RelayConfig::new(&db, &queue.exchange);
-    config
-        .set("", "shutdown_grace", "\"3s\"")
-        .set("source.polling", "batch_size", "50");
-    config.migrate();
+    let mut setup = Setup::new(50).await;
+    setup.config.set("", "shutdown_grace", "\"3s\"");
+    let db = &setup.db;
     let written = writers::write(&db.url, 2, 1500, 5, Duration::ZERO).await;
 
-    let mut relay = Relay::start(&config);
+    let mut relay = Relay::start(&setup.config);
     relay.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = Instant::now();
@@ -42,16 +36,8 @@ async fn sigterm_exits_cleanly_and_loses_nothing() {
     assert!(!marked.is_empty(), "some rows were relayed before the stop");
     assert!(marked.len() < written.len(), "the stop came mid-backlog");
 
-    let mut relay = Relay::start(&config);
-    relay.wait_ready().await;
-    support::eventually(Duration::from_secs(60), "all rows marked", || async {
-        db.unsent().await == 0
-    })
-    .await;
-    let received = queue.drain(written.len(), Duration::from_secs(60)).await;
-    let ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
-    let report = verify(&written, &ids);
-    println!("graceful shutdown: {report}");
+    let _relay = setup.start_relay().await;
+    let (report, _) = setup.settle("graceful shutdown", &written).await;
     assert_eq!(report.duplicates, 0, "a clean stop repeats nothing");
-    queue.delete().await;
+    setup.queue.delete().await;
 }

@@ -5,31 +5,15 @@ mod support;
 
 use std::time::Duration;
 
-use support::checker::verify;
-use support::db::TestDb;
-use support::rabbit::TestQueue;
-use support::relay::{Relay, RelayConfig};
+use support::setup::Setup;
 use support::writers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn per_aggregate_order_holds() {
-    let db = TestDb::new();
-    let queue = TestQueue::new().await;
-    let mut config = RelayConfig::new(&db, &queue.exchange);
-    config.set("source.polling", "batch_size", "7");
-    config.migrate();
-    let mut relay = Relay::start(&config);
-    relay.wait_ready().await;
-
-    let written = writers::write(&db.url, 3, 400, 2, Duration::ZERO).await;
-    support::eventually(Duration::from_secs(60), "all rows marked", || async {
-        db.unsent().await == 0
-    })
-    .await;
-    let received = queue.drain(written.len(), Duration::from_secs(60)).await;
-    let ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
-    let report = verify(&written, &ids);
-    println!("ordering: {report}");
-
-    queue.delete().await;
+    let setup = Setup::new(7).await;
+    let _relay = setup.start_relay().await;
+    let written = writers::write(&setup.db.url, 3, 400, 2, Duration::ZERO).await;
+    let (report, _) = setup.settle("ordering", &written).await;
+    assert_eq!(report.duplicates, 0, "no failures, so no duplicates");
+    setup.queue.delete().await;
 }

@@ -5,10 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::checker::verify;
-use support::db::TestDb;
-use support::rabbit::TestQueue;
-use support::relay::{Relay, RelayConfig};
+use support::setup::Setup;
 use support::{sh, writers};
 
 const BATCH: usize = 100;
@@ -28,15 +25,10 @@ fn restart_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_loses_nothing() {
-    let db = TestDb::new();
-    let queue = TestQueue::new().await;
-    let mut config = RelayConfig::new(&db, &queue.exchange);
-    config.set("source.polling", "batch_size", &BATCH.to_string());
-    config.migrate();
-    let mut relay = Relay::start(&config);
-    relay.wait_ready().await;
+    let setup = Setup::new(BATCH).await;
+    let relay = setup.start_relay().await;
 
-    let url = db.url.clone();
+    let url = setup.db.url.clone();
     let writing =
         tokio::spawn(
             async move { writers::write(&url, 3, 800, 10, Duration::from_millis(3)).await },
@@ -45,14 +37,7 @@ async fn postgres_restart_loses_nothing() {
     restart_postgres();
     let written = writing.await.expect("writers");
 
-    support::eventually(Duration::from_secs(90), "all rows marked", || async {
-        db.unsent().await == 0
-    })
-    .await;
-    let received = queue.drain(written.len(), Duration::from_secs(60)).await;
-    let ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
-    let report = verify(&written, &ids);
-    println!("postgres restart: {report}");
+    let (report, _) = setup.settle("postgres restart", &written).await;
     assert!(
         report.duplicates <= 2 * BATCH,
         "too many duplicates: {report}"
@@ -62,5 +47,5 @@ async fn postgres_restart_loses_nothing() {
         metrics.contains("outbox_relay_reconnects_total{component=\"postgres\"}"),
         "the relay reconnected to postgres"
     );
-    queue.delete().await;
+    setup.queue.delete().await;
 }

@@ -7,6 +7,7 @@ pub mod checker;
 pub mod db;
 pub mod rabbit;
 pub mod relay;
+pub mod setup;
 pub mod writers;
 
 use std::sync::atomic::{AtomicU32, Ordering};

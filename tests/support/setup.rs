@@ -1,0 +1,54 @@
+//! The usual arrangement of a delivery test: a fresh database with the
+//! default outbox, a test queue, a relay config; and the usual ending: wait
+//! until every row is marked, read the queue, verify.
+
+use std::time::Duration;
+
+use super::checker::{Report, verify};
+use super::db::TestDb;
+use super::rabbit::{Received, TestQueue};
+use super::relay::{Relay, RelayConfig};
+use super::writers::Written;
+
+/// Database, queue and relay config of one test.
+pub struct Setup {
+    pub config: RelayConfig,
+    pub queue: TestQueue,
+    pub db: TestDb,
+}
+
+impl Setup {
+    /// Migrated database, fresh queue, config with the given batch size.
+    pub async fn new(batch_size: usize) -> Self {
+        let db = TestDb::new();
+        let queue = TestQueue::new().await;
+        let mut config = RelayConfig::new(&db, &queue.exchange);
+        config.set("source.polling", "batch_size", &batch_size.to_string());
+        config.migrate();
+        Setup { config, queue, db }
+    }
+
+    /// Starts a relay and waits until it is ready.
+    pub async fn start_relay(&self) -> Relay {
+        let mut relay = Relay::start(&self.config);
+        relay.wait_ready().await;
+        relay
+    }
+
+    /// Waits until every row is marked, reads the queue and verifies that
+    /// every written event arrived in per-aggregate order; prints the counts.
+    pub async fn settle(&self, label: &str, written: &[Written]) -> (Report, Vec<Received>) {
+        super::eventually(Duration::from_secs(90), "all rows marked", || async {
+            self.db.unsent().await == 0
+        })
+        .await;
+        let received = self
+            .queue
+            .drain(written.len(), Duration::from_secs(60))
+            .await;
+        let ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
+        let report = verify(written, &ids);
+        println!("{label}: {report}");
+        (report, received)
+    }
+}
