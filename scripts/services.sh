@@ -77,5 +77,5 @@ if ! $SUDO rabbitmqctl -q list_users 2>/dev/null | grep -q '^guest'; then
     $SUDO rabbitmqctl -q set_permissions -p / guest '.*' '.*' '.*'
 fi
 
-# --- Kafka-protocol broker ------------------------------------------------------
-# (added with the Kafka sink)
+# --- Kafka-protocol broker --------------------------------------------------
+"$(dirname "$0")/tansu.sh" start

@@ -5,7 +5,7 @@ use crate::config::{Config, SinkKind};
 use crate::migrate::trigger_installed;
 use crate::outbox::OutboxSchema;
 use crate::postgres;
-use crate::sink::RabbitMqSink;
+use crate::sink::{KafkaSink, RabbitMqSink, Sink};
 
 /// Prints findings; returns the number of problems.
 pub async fn run(config: &Config) -> usize {
@@ -68,6 +68,17 @@ pub async fn run(config: &Config) -> usize {
 
     match config.sink.kind {
         SinkKind::Stdout => report(true, "sink", "stdout (nothing to connect to)".into()),
+        SinkKind::Kafka => match KafkaSink::new(&config.sink.kafka) {
+            Err(e) => report(false, "kafka", e.to_string()),
+            Ok(mut sink) => match sink.connect().await {
+                Ok(()) => report(
+                    true,
+                    "kafka",
+                    format!("connected to {}", config.sink.kafka.brokers),
+                ),
+                Err(e) => report(false, "kafka", e.to_string()),
+            },
+        },
         SinkKind::Rabbitmq => match RabbitMqSink::new(&config.sink.rabbitmq) {
             Err(e) => report(false, "rabbitmq", e.to_string()),
             Ok(mut sink) => match sink.probe().await {

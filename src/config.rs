@@ -208,6 +208,7 @@ impl Default for PollingConfig {
 pub struct SinkConfig {
     pub kind: SinkKind,
     pub rabbitmq: RabbitMqConfig,
+    pub kafka: KafkaConfig,
 }
 
 /// The sink implementation to run.
@@ -216,6 +217,8 @@ pub struct SinkConfig {
 pub enum SinkKind {
     #[default]
     Rabbitmq,
+    /// Apache Kafka or any broker speaking its protocol.
+    Kafka,
     /// One JSON line per event on stdout.
     Stdout,
 }
@@ -225,6 +228,7 @@ impl SinkKind {
     pub fn label(self) -> &'static str {
         match self {
             SinkKind::Rabbitmq => "rabbitmq",
+            SinkKind::Kafka => "kafka",
             SinkKind::Stdout => "stdout",
         }
     }
@@ -258,6 +262,45 @@ impl Default for RabbitMqConfig {
             declare_exchange: false,
             exchange_type: "topic".into(),
             confirm_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Settings of the Kafka sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` bootstrap servers.
+    pub brokers: String,
+    /// Topic template over the row.
+    pub topic: String,
+    /// Message key template over the row; events with one key share a
+    /// partition, which keeps their order.
+    pub key: String,
+    /// `none`, `snappy` or `lz4` (built in); `zstd` with the `kafka-zstd` feature.
+    pub compression: String,
+    /// How long librdkafka may keep retrying a message before reporting it
+    /// failed (`message.timeout.ms`); the relay then retries the batch.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub message_timeout: Duration,
+    /// How long to wait for a batch to fill (`linger.ms`).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub linger: Duration,
+    /// Any other librdkafka property, passed through as is (e.g.
+    /// `"security.protocol" = "sasl_plaintext"`); values here win.
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "outbox.event.{aggregate_type}".into(),
+            key: "{aggregate_id}".into(),
+            compression: "lz4".into(),
+            message_timeout: Duration::from_secs(30),
+            linger: Duration::from_millis(5),
+            librdkafka: std::collections::BTreeMap::new(),
         }
     }
 }

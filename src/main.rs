@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, SinkKind};
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
-use crate::sink::{RabbitMqSink, Sink, StdoutSink};
+use crate::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
 use crate::source::{PollingSource, SourceError};
 
 /// Exit status for a configuration error (as opposed to 1 for a failure).
@@ -109,6 +109,8 @@ enum RunError {
     Signals(std::io::Error),
     #[error("{0}")]
     Source(SourceError),
+    #[error("{0}; it stays unsent (fix it, or remove the row, and restart)")]
+    Refused(SinkError),
 }
 
 async fn run(config: Config) -> Result<(), RunError> {
@@ -148,6 +150,13 @@ async fn run(config: Config) -> Result<(), RunError> {
                 Ok(())
             }
         },
+        SinkKind::Kafka => match KafkaSink::new(&config.sink.kafka) {
+            Ok(sink) => relay(&config, source, sink, shutdown).await,
+            Err(e) => {
+                tracing::error!(error = %e, "building the kafka sink");
+                Ok(())
+            }
+        },
         SinkKind::Stdout => relay(&config, source, StdoutSink::new(), shutdown).await,
     };
     signals.abort();
@@ -178,7 +187,10 @@ async fn relay<K: Sink>(
     };
     let grace = config.shutdown_grace;
     tokio::select! {
-        () = pipeline.run() => tracing::info!("stopped cleanly"),
+        result = pipeline.run() => {
+            result.map_err(RunError::Refused)?;
+            tracing::info!("stopped cleanly");
+        }
         () = async { shutdown.requested().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(
                 ?grace,

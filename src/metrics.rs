@@ -37,6 +37,10 @@ pub struct Metrics {
     pub connected: IntGaugeVec,
     /// Constant 1, labelled with the version.
     pub build_info: IntGaugeVec,
+    /// Messages in librdkafka's producer queue (Kafka sink only).
+    pub kafka_queue_messages: IntGauge,
+    /// Produce requests awaiting a broker response (Kafka sink only).
+    pub kafka_in_flight_requests: IntGauge,
 }
 
 /// Name prefix shared by every metric.
@@ -151,8 +155,18 @@ impl Metrics {
                 &["version"],
             )
             .expect("metric"),
+            kafka_queue_messages: IntGauge::with_opts(opts(
+                "kafka_producer_queue_messages",
+                "Messages waiting in librdkafka's producer queue.",
+            ))
+            .expect("metric"),
+            kafka_in_flight_requests: IntGauge::with_opts(opts(
+                "kafka_in_flight_requests",
+                "Produce requests sent to Kafka brokers and awaiting a response.",
+            ))
+            .expect("metric"),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(m.events_published.clone()),
             Box::new(m.events_acknowledged.clone()),
             Box::new(m.publish_failures.clone()),
@@ -165,6 +179,8 @@ impl Metrics {
             Box::new(m.reconnects.clone()),
             Box::new(m.connected.clone()),
             Box::new(m.build_info.clone()),
+            Box::new(m.kafka_queue_messages.clone()),
+            Box::new(m.kafka_in_flight_requests.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("unique metric names");

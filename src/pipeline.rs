@@ -15,7 +15,7 @@ use crate::config::RetryConfig;
 use crate::event::OutboxEvent;
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::source::Source;
 
 /// One source feeding one sink.
@@ -31,8 +31,9 @@ pub struct Pipeline<S, K> {
 impl<S: Source, K: Sink> Pipeline<S, K> {
     /// Runs until shutdown is requested, then returns once the in-flight
     /// batch is confirmed and marked. Dropping the future abandons the batch:
-    /// its rows stay unsent.
-    pub async fn run(mut self) {
+    /// its rows stay unsent. Returns an error when the broker refuses an
+    /// event for good: the relay stops rather than skip it.
+    pub async fn run(mut self) -> Result<(), SinkError> {
         let mut limit = self.batch_size;
         let mut backoff = self.backoff();
         while !self.shutdown.is_requested() {
@@ -53,22 +54,30 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 continue;
             }
             let full = events.len() == limit;
-            if self.relay_batch(&events).await {
-                backoff = self.backoff();
-                limit = limit.saturating_mul(2).min(self.batch_size);
-                if !full {
-                    self.idle().await;
+            match self.relay_batch(&events).await {
+                Outcome::Done => {
+                    backoff = self.backoff();
+                    limit = limit.saturating_mul(2).min(self.batch_size);
+                    if !full {
+                        self.idle().await;
+                    }
                 }
-            } else {
-                limit = 1;
-                self.pause(&mut backoff).await;
+                Outcome::Retry => {
+                    limit = 1;
+                    self.pause(&mut backoff).await;
+                }
+                Outcome::Refused(error) => {
+                    self.source.release().await;
+                    return Err(error);
+                }
             }
         }
         self.source.release().await;
+        Ok(())
     }
 
-    /// Publishes and marks one batch; false if any part of it failed.
-    async fn relay_batch(&mut self, events: &[OutboxEvent]) -> bool {
+    /// Publishes and marks one batch.
+    async fn relay_batch(&mut self, events: &[OutboxEvent]) -> Outcome {
         let label = self.sink.label();
         metrics().batch_size.observe(events.len() as f64);
         let started = Instant::now();
@@ -93,7 +102,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "batch published"
                 );
-                true
+                Outcome::Done
             }
             (Err(failure), acked) => {
                 metrics()
@@ -109,11 +118,15 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 if let Err(e) = acked {
                     self.ack_failed(&e);
                 }
-                false
+                if failure.error.is_permanent() {
+                    Outcome::Refused(failure.error)
+                } else {
+                    Outcome::Retry
+                }
             }
             (Ok(()), Err(e)) => {
                 self.ack_failed(&e);
-                false
+                Outcome::Retry
             }
         }
     }
@@ -154,6 +167,16 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
             _ = self.shutdown.requested() => {}
         }
     }
+}
+
+/// What became of a batch.
+enum Outcome {
+    /// Confirmed and marked.
+    Done,
+    /// Partly or not at all; what was confirmed is marked, the rest retried.
+    Retry,
+    /// The broker refuses an event for good.
+    Refused(SinkError),
 }
 
 fn record_confirmed(label: &str, confirmed: &[OutboxEvent], elapsed: Duration) {

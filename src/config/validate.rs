@@ -88,6 +88,38 @@ impl Config {
             positive("sink.rabbitmq.confirm_timeout", rabbit.confirm_timeout)?;
         }
 
+        if self.sink.kind == SinkKind::Kafka {
+            let kafka = &self.sink.kafka;
+            if kafka.brokers.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "sink.kafka.brokers",
+                    "must list at least one host:port",
+                ));
+            }
+            Template::parse(&kafka.topic)
+                .map_err(|e| ConfigError::invalid("sink.kafka.topic", e))?;
+            Template::parse(&kafka.key).map_err(|e| ConfigError::invalid("sink.kafka.key", e))?;
+            if !crate::sink::kafka::COMPRESSIONS.contains(&kafka.compression.as_str()) {
+                return Err(ConfigError::invalid(
+                    "sink.kafka.compression",
+                    format!(
+                        "`{}` is not one of {}",
+                        kafka.compression,
+                        crate::sink::kafka::COMPRESSIONS.join(", ")
+                    ),
+                ));
+            }
+            positive("sink.kafka.message_timeout", kafka.message_timeout)?;
+            for key in kafka.librdkafka.keys() {
+                if crate::sink::kafka::OWNED_PROPERTIES.contains(&key.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("sink.kafka.librdkafka.\"{key}\""),
+                        "is set by the relay for at-least-once, ordered delivery and cannot be overridden",
+                    ));
+                }
+            }
+        }
+
         positive("retry.initial_backoff", self.retry.initial_backoff)?;
         if self.retry.max_backoff < self.retry.initial_backoff {
             return Err(ConfigError::invalid(

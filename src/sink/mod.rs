@@ -8,6 +8,7 @@
 //! marks exactly those as sent and offers the rest again later, so a sink may
 //! see an event more than once but the broker never misses one.
 
+pub mod kafka;
 pub mod rabbitmq;
 pub mod stdout;
 pub mod template;
@@ -16,6 +17,7 @@ use std::future::Future;
 
 use crate::event::OutboxEvent;
 
+pub use kafka::KafkaSink;
 pub use rabbitmq::RabbitMqSink;
 pub use stdout::StdoutSink;
 
@@ -63,6 +65,10 @@ pub enum SinkError {
         routing_key: String,
         reply: String,
     },
+    /// The broker will never accept this event as it is (too large, topic
+    /// missing or forbidden). The relay stops rather than skip it.
+    #[error("the broker rejected event {event_id}: {reason}")]
+    Rejected { event_id: String, reason: String },
     #[error("writing: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -76,7 +82,13 @@ impl SinkError {
             SinkError::ConfirmTimeout(_) => "timeout",
             SinkError::Nacked { .. } => "nacked",
             SinkError::Unroutable { .. } => "unroutable",
+            SinkError::Rejected { .. } => "rejected",
             SinkError::Io(_) => "io",
         }
+    }
+
+    /// True when retrying cannot help: the event itself is refused.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SinkError::Rejected { .. })
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod db;
+pub mod kafka;
 pub mod rabbit;
 pub mod relay;
 pub mod setup;

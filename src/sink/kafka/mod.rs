@@ -1,0 +1,251 @@
+//! The Kafka sink: an idempotent `acks=all` producer whose in-flight limit
+//! keeps per-partition order across retries. A batch is handed to librdkafka
+//! whole; its delivery reports are then awaited in order.
+
+mod classify;
+mod context;
+
+use std::time::{Duration, SystemTime};
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+pub use classify::{Class, classify};
+use context::RelayContext;
+
+use super::template::Template;
+use super::{PublishFailure, Sink, SinkError};
+use crate::config::KafkaConfig;
+use crate::event::OutboxEvent;
+use crate::metrics::{Component, metrics};
+
+/// Compression codecs this build of librdkafka has.
+pub const COMPRESSIONS: &[&str] = &["none", "snappy", "lz4"];
+
+/// Producer properties the relay's guarantees rest on; the passthrough
+/// table may not change them.
+pub const OWNED_PROPERTIES: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+];
+
+/// The most requests in flight per connection that an idempotent producer
+/// can retry without reordering.
+const MAX_IN_FLIGHT: &str = "5";
+
+/// How often librdkafka reports the statistics behind the gauges.
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+type Client = FutureProducer<RelayContext>;
+
+/// Publishes to Kafka; recreates its producer after a fatal error.
+pub struct KafkaSink {
+    config: KafkaConfig,
+    topic: Template,
+    key: Template,
+    producer: Option<Client>,
+    ever_connected: bool,
+}
+
+impl KafkaSink {
+    pub fn new(config: &KafkaConfig) -> Result<Self, SinkError> {
+        let template = |text: &str| {
+            Template::parse(text).map_err(|e| SinkError::Connect(format!("template: {e}")))
+        };
+        Ok(KafkaSink {
+            topic: template(&config.topic)?,
+            key: template(&config.key)?,
+            config: config.clone(),
+            producer: None,
+            ever_connected: false,
+        })
+    }
+
+    /// The librdkafka configuration: ours, then the passthrough table.
+    pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &config.brokers)
+            .set("client.id", "outbox-relay")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", MAX_IN_FLIGHT)
+            .set("compression.type", &config.compression)
+            .set("message.timeout.ms", millis(config.message_timeout))
+            .set("linger.ms", millis(config.linger))
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        for (key, value) in &config.librdkafka {
+            c.set(key, value);
+        }
+        c
+    }
+
+    fn producer(&mut self) -> Result<Client, SinkError> {
+        if let Some(p) = &self.producer {
+            return Ok(p.clone());
+        }
+        let producer: Client = Self::client_config(&self.config)
+            .create_with_context(RelayContext)
+            .map_err(|e| SinkError::Connect(format!("creating the kafka producer: {e}")))?;
+        if self.ever_connected {
+            metrics().reconnects.with_label_values(&["broker"]).inc();
+            tracing::info!("recreated the kafka producer");
+        }
+        self.ever_connected = true;
+        self.producer = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// Drops a producer that librdkafka declared unusable.
+    fn check_fatal(&mut self) {
+        if let Some(p) = &self.producer
+            && let Some((code, reason)) = p.client().fatal_error()
+        {
+            tracing::error!(
+                ?code,
+                reason,
+                "kafka producer hit a fatal error; recreating it"
+            );
+            self.producer = None;
+            metrics().set_connected(Component::Broker, false);
+        }
+    }
+
+    fn record_error(&self, error: KafkaError, event: &OutboxEvent, topic: &str) -> SinkError {
+        match classify(&error) {
+            Class::Permanent => SinkError::Rejected {
+                event_id: event.id.clone(),
+                reason: format!("topic `{topic}`: {error}"),
+            },
+            Class::Transient => SinkError::Connection(format!("topic `{topic}`: {error}")),
+        }
+    }
+
+    async fn publish_all(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
+        let fail = |confirmed, error| PublishFailure { confirmed, error };
+        let producer = self.producer().map_err(|e| fail(0, e))?;
+        let mut pending = Vec::with_capacity(events.len());
+        let mut enqueue_error = None;
+        'events: for event in events {
+            let topic = self.topic.render(event);
+            let key = self.key.render(event);
+            let headers = headers(event);
+            loop {
+                let mut record = FutureRecord::to(&topic)
+                    .key(&key)
+                    .payload(&event.payload)
+                    .headers(headers.clone());
+                if let Some(ms) = event.created_at.and_then(unix_millis) {
+                    record = record.timestamp(ms);
+                }
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push((delivery, topic));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // librdkafka's queue is full: let it drain a little.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((error, _)) => {
+                        enqueue_error = Some(self.record_error(error, event, &topic));
+                        break 'events;
+                    }
+                }
+            }
+        }
+
+        let sent = pending.len();
+        for (index, (delivery, topic)) in pending.into_iter().enumerate() {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => {
+                    let error = self.record_error(error, &events[index], &topic);
+                    self.check_fatal();
+                    return Err(fail(index, error));
+                }
+                Err(_) => {
+                    self.check_fatal();
+                    return Err(fail(
+                        index,
+                        SinkError::Connection("the producer dropped a delivery report".into()),
+                    ));
+                }
+            }
+        }
+        metrics().set_connected(Component::Broker, true);
+        match enqueue_error {
+            None => Ok(()),
+            Some(error) => {
+                self.check_fatal();
+                Err(fail(sent, error))
+            }
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn label(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn connect(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer()?;
+        let timeout = self.config.message_timeout;
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .map_err(|e| SinkError::Connect(format!("metadata task: {e}")))?
+        .map_err(|e| SinkError::Connect(format!("{}: {e}", self.config.brokers)))?;
+        tracing::debug!(brokers = metadata, "kafka cluster reachable");
+        metrics().set_connected(Component::Broker, true);
+        Ok(())
+    }
+
+    async fn publish(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
+        self.publish_all(events).await
+    }
+}
+
+/// The standard headers, then the row's own (standard names win).
+fn headers(event: &OutboxEvent) -> OwnedHeaders {
+    let standard = event.standard_headers();
+    let mut headers = OwnedHeaders::new_with_capacity(standard.len() + event.headers.len());
+    for (key, value) in standard {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    for (key, value) in &event.headers {
+        if standard.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        headers = headers.insert(Header {
+            key,
+            value: Some(text.as_bytes()),
+        });
+    }
+    headers
+}
+
+fn unix_millis(at: SystemTime) -> Option<i64> {
+    let since = at.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}

@@ -1,0 +1,53 @@
+//! An event Kafka can never take (larger than the producer's message size
+//! limit) stops the relay with a clear error naming it; the events before it
+//! are delivered and marked, it and those after it stay unsent.
+
+mod support;
+
+use std::time::Duration;
+
+use support::kafka::KafkaSetup;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_event_stops_the_relay_without_marking_it() {
+    let mut setup = KafkaSetup::new(10).await;
+    setup
+        .config
+        .set("sink.kafka.librdkafka", "\"message.max.bytes\"", "\"5000\"");
+    setup.db.psql(
+        "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) \
+         SELECT 'order', 'a', 'created', jsonb_build_object('i', i, 'pad', \
+                CASE WHEN i = 5 THEN repeat('x', 20000) ELSE '' END) \
+         FROM generate_series(1, 8) i",
+    );
+    let mut relay = support::relay::Relay::start(&setup.config);
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = relay.try_wait() {
+                return (status, relay.log_text());
+            }
+            assert!(std::time::Instant::now() < deadline, "relay did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("waiter");
+    let (status, log) = status;
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    assert!(
+        log.contains("rejected event 5"),
+        "the error names the event:\n{log}"
+    );
+    assert!(
+        log.contains("too large") || log.contains("size"),
+        "and why:\n{log}"
+    );
+    assert_eq!(
+        setup
+            .db
+            .psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM outbox WHERE sent_at IS NULL")
+            .trim(),
+        "5,6,7,8"
+    );
+}

@@ -1,0 +1,209 @@
+//! A Kafka topic per test on the tansu broker, read back from the beginning,
+//! and stopping/starting the broker for outage tests.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::checker::{Report, verify};
+use super::db::TestDb;
+use super::relay::{Relay, RelayConfig, toml_str};
+use super::writers::Written;
+use super::{sh, unique};
+
+/// The broker `scripts/tansu.sh` runs.
+pub const BROKERS: &str = "127.0.0.1:9092";
+
+/// One record as read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    pub fn event_id(&self) -> String {
+        self.headers.get("event_id").cloned().unwrap_or_default()
+    }
+}
+
+/// Creates `name` with `partitions` partitions on `brokers`.
+pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+/// Reads every record of `topic` from the beginning until at least
+/// `expected` arrived and a quiet second passed.
+pub fn read_all(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("outbox_test_group"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut assignment = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut quiet_since: Option<Instant> = None;
+    let mut records = Vec::new();
+    loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                quiet_since = None;
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                    timestamp: m.timestamp().to_millis(),
+                });
+            }
+            Some(Err(e)) => eprintln!("consumer: {e}"),
+            None => {}
+        }
+        if records.len() >= expected {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(1) {
+                return records;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {expected} records arrived within {timeout:?}",
+            records.len()
+        );
+    }
+}
+
+/// Database, topic and relay config of one Kafka test.
+pub struct KafkaSetup {
+    pub config: RelayConfig,
+    /// Topic prefix; the relay publishes to `<prefix>.order`.
+    pub topic: String,
+    pub db: TestDb,
+}
+
+impl KafkaSetup {
+    /// Migrated database, a 3-partition topic `<prefix>.order`, config
+    /// with the Kafka sink and the given batch size.
+    pub async fn new(batch_size: usize) -> Self {
+        let db = TestDb::new();
+        let prefix = unique("outbox_test");
+        let topic = format!("{prefix}.order");
+        create_topic(BROKERS, &topic, 3).await;
+        let mut config = RelayConfig::new(&db, "unused");
+        config
+            .set("sink", "kind", "\"kafka\"")
+            .set("sink.kafka", "brokers", &toml_str(BROKERS))
+            .set(
+                "sink.kafka",
+                "topic",
+                &toml_str(&format!("{prefix}.{{aggregate_type}}")),
+            )
+            .set("sink.kafka", "message_timeout", "\"5s\"")
+            .set("source.polling", "batch_size", &batch_size.to_string());
+        config.migrate();
+        KafkaSetup { config, topic, db }
+    }
+
+    pub async fn start_relay(&self) -> Relay {
+        let mut relay = Relay::start(&self.config);
+        relay.wait_ready().await;
+        relay
+    }
+
+    /// Waits until every row is marked, reads the topic, verifies delivery
+    /// and per-aggregate order; prints the counts.
+    pub async fn settle(&self, label: &str, written: &[Written]) -> (Report, Vec<Record>) {
+        super::eventually(Duration::from_secs(120), "all rows marked", || async {
+            self.db.unsent().await == 0
+        })
+        .await;
+        let topic = self.topic.clone();
+        let expected = written.len();
+        let records = tokio::task::spawn_blocking(move || {
+            read_all(BROKERS, &topic, expected, Duration::from_secs(60))
+        })
+        .await
+        .expect("reader");
+        // Per-aggregate order is a per-partition property: read each
+        // partition in order, one after another.
+        let mut by_partition = records.clone();
+        by_partition.sort_by_key(|r| r.partition);
+        let ids: Vec<String> = by_partition.iter().map(Record::event_id).collect();
+        let report = verify(written, &ids);
+        println!("{label}: {report}");
+        (report, records)
+    }
+}
+
+/// Stops the tansu broker; starts it again when dropped, even on panic.
+pub struct KafkaOutage;
+
+impl KafkaOutage {
+    pub fn begin() -> Self {
+        sh(&tansu_script(), &["stop"]);
+        KafkaOutage
+    }
+}
+
+impl Drop for KafkaOutage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(tansu_script())
+            .arg("start")
+            .status();
+    }
+}
+
+fn tansu_script() -> String {
+    format!("{}/scripts/tansu.sh", env!("CARGO_MANIFEST_DIR"))
+}
