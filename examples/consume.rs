@@ -1,7 +1,7 @@
 //! A tiny RabbitMQ consumer for the quick start: binds a temporary queue to
 //! the relay's exchange and prints each event as it arrives.
 //!
-//! cargo run --example consume -- [--url AMQP_URL] [--exchange NAME] [--count N]
+//! cargo run --example consume -- [--url AMQP_URL] [--exchange NAME] [--count N] [--quiet true]
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -15,6 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut url = "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned();
     let mut exchange = "outbox".to_owned();
     let mut count: Option<usize> = None;
+    let mut quiet = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
@@ -22,6 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--url" => url = value,
             "--exchange" => exchange = value,
             "--count" => count = Some(value.parse()?),
+            "--quiet" => quiet = value.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -75,6 +77,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut seen = 0;
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
+        seen += 1;
+        if quiet {
+            if count.is_some_and(|n| seen >= n) {
+                break;
+            }
+            continue;
+        }
         let p = &delivery.properties;
         let mut headers = Vec::new();
         if let Some(table) = p.headers() {
@@ -94,7 +103,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             headers.join(" "),
             String::from_utf8_lossy(&delivery.data)
         );
-        seen += 1;
         if count.is_some_and(|n| seen >= n) {
             break;
         }

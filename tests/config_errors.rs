@@ -70,6 +70,31 @@ fn wrong_types_and_values_are_named() {
 }
 
 #[test]
+fn kafka_settings_are_checked() {
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka]\ncompression = \"brotli\"\n",
+            &[],
+        ),
+        "sink.kafka.compression",
+    );
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka.librdkafka]\n\"acks\" = \"1\"\n",
+            &[],
+        ),
+        "sink.kafka.librdkafka.\"acks\"",
+    );
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka]\ntopic = \"{topic}\"\n",
+            &[],
+        ),
+        "sink.kafka.topic",
+    );
+}
+
+#[test]
 fn environment_overrides_are_checked_too() {
     let out = check_with("", &[("OUTBOX_RELAY_SOURCE__POLLING__BATCH_SIZE", "abc")]);
     assert_names(&out, "source.polling.batch_size");
