@@ -34,11 +34,15 @@ start)
     if running; then exit 0; fi
     mkdir -p "$STATE"
     echo "tansu: starting on $ADDR:$PORT (data in $STATE)"
-    nohup "$BIN" broker \
-        --listener-url "tcp://$ADDR:$PORT" \
-        --advertised-listener-url "tcp://$ADDR:$PORT" \
-        --storage-engine "sqlite://$STATE/tansu.db" \
-        >>"$STATE/tansu.log" 2>&1 &
+    # tansu reads sqlite://PATH relative to its working directory.
+    (
+        cd "$STATE"
+        exec nohup "$BIN" broker \
+            --listener-url "tcp://$ADDR:$PORT" \
+            --advertised-listener-url "tcp://$ADDR:$PORT" \
+            --storage-engine "sqlite://tansu.db" \
+            >>"$STATE/tansu.log" 2>&1
+    ) &
     echo $! >"$PIDFILE"
     for _ in $(seq 100); do
         port_open && exit 0

@@ -149,7 +149,12 @@ impl KafkaSetup {
                 "topic",
                 &toml_str(&format!("{prefix}.{{aggregate_type}}")),
             )
-            .set("sink.kafka", "message_timeout", "\"5s\"")
+            // Reconnect quickly once the broker is back.
+            .set(
+                "sink.kafka.librdkafka",
+                "\"reconnect.backoff.max.ms\"",
+                "\"500\"",
+            )
             .set("source.polling", "batch_size", &batch_size.to_string());
         config.migrate();
         KafkaSetup { config, topic, db }

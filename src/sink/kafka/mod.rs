@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
 pub use classify::{Class, classify};
 use context::RelayContext;
@@ -100,19 +100,23 @@ impl KafkaSink {
         Ok(producer)
     }
 
-    /// Drops a producer that librdkafka declared unusable.
-    fn check_fatal(&mut self) {
-        if let Some(p) = &self.producer
-            && let Some((code, reason)) = p.client().fatal_error()
-        {
-            tracing::error!(
-                ?code,
-                reason,
-                "kafka producer hit a fatal error; recreating it"
-            );
-            self.producer = None;
-            metrics().set_connected(Component::Broker, false);
+    /// Ends the producer session after a failed delivery: whatever it still
+    /// holds is purged (the relay resends from the first unconfirmed event),
+    /// and the next batch starts a new idempotent session. Continuing the old
+    /// one would carry librdkafka's epoch bump, which some Kafka-protocol
+    /// brokers (tansu 0.6) cannot handle, and after a fatal error it must end.
+    fn reset_producer(&mut self) {
+        let Some(producer) = self.producer.take() else {
+            return;
+        };
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            tracing::error!(?code, reason, "kafka producer hit a fatal error");
         }
+        metrics().set_connected(Component::Broker, false);
+        producer.purge(PurgeConfig::default().queue().inflight());
+        // Destroying a librdkafka handle can block while it closes its
+        // connections: keep that off the async workers.
+        tokio::task::spawn_blocking(move || drop(producer));
     }
 
     fn record_error(&self, error: KafkaError, event: &OutboxEvent, topic: &str) -> SinkError {
@@ -165,11 +169,11 @@ impl KafkaSink {
                 Ok(Ok(_)) => {}
                 Ok(Err((error, _))) => {
                     let error = self.record_error(error, &events[index], &topic);
-                    self.check_fatal();
+                    self.reset_producer();
                     return Err(fail(index, error));
                 }
                 Err(_) => {
-                    self.check_fatal();
+                    self.reset_producer();
                     return Err(fail(
                         index,
                         SinkError::Connection("the producer dropped a delivery report".into()),
@@ -181,7 +185,7 @@ impl KafkaSink {
         match enqueue_error {
             None => Ok(()),
             Some(error) => {
-                self.check_fatal();
+                self.reset_producer();
                 Err(fail(sent, error))
             }
         }
