@@ -3,7 +3,9 @@
 # Kafka compatible, SQLite storage), built once from crates.io and cached
 # outside the clone, listening on 127.0.0.1:9092.
 #
-#   scripts/tansu.sh install | start | stop | status
+#   scripts/tansu.sh install | start | stop | kill | status
+#
+# `kill` stops it with SIGKILL, as a crash would (tests use it for outages).
 set -euo pipefail
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay"
@@ -63,11 +65,19 @@ stop)
     fi
     rm -f "$PIDFILE"
     ;;
+kill)
+    if running; then
+        pid="$(cat "$PIDFILE")"
+        kill -9 "$pid"
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    fi
+    rm -f "$PIDFILE"
+    ;;
 status)
     running && echo "running (pid $(cat "$PIDFILE"))" || { echo "stopped"; exit 1; }
     ;;
 *)
-    echo "usage: $0 install | start | stop | status" >&2
+    echo "usage: $0 install | start | stop | kill | status" >&2
     exit 2
     ;;
 esac

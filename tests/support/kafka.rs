@@ -191,12 +191,13 @@ impl KafkaSetup {
     }
 }
 
-/// Stops the tansu broker; starts it again when dropped, even on panic.
+/// Kills the tansu broker (SIGKILL, a crash); starts it again when
+/// dropped, even on panic.
 pub struct KafkaOutage;
 
 impl KafkaOutage {
     pub fn begin() -> Self {
-        sh(&tansu_script(), &["stop"]);
+        sh(&tansu_script(), &["kill"]);
         KafkaOutage
     }
 }

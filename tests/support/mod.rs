@@ -8,6 +8,7 @@ pub mod db;
 pub mod kafka;
 pub mod rabbit;
 pub mod relay;
+pub mod scenarios;
 pub mod setup;
 pub mod writers;
 
