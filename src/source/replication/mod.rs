@@ -1,0 +1,5 @@
+//! The logical replication source: a replication connection streaming the
+//! outbox table's inserts (and table-less logical messages) through the
+//! built-in `pgoutput` plugin.
+
+pub mod pgoutput;
