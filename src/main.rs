@@ -2,32 +2,18 @@
 //! RabbitMQ (or stdout), at least once, marking each row sent only after the
 //! broker confirmed it.
 
-mod backlog;
-mod check;
-mod config;
-mod event;
-mod http;
-mod metrics;
-mod migrate;
-mod outbox;
-mod pipeline;
-mod postgres;
-mod shutdown;
-mod sink;
-mod source;
-mod telemetry;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, SinkKind};
-use crate::pipeline::Pipeline;
-use crate::shutdown::Shutdown;
-use crate::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
-use crate::source::{PollingSource, SourceError};
+use outbox_relay::config::{Config, SinkKind};
+use outbox_relay::pipeline::Pipeline;
+use outbox_relay::shutdown::Shutdown;
+use outbox_relay::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
+use outbox_relay::source::{PollingSource, SourceError};
+use outbox_relay::{backlog, check, http, migrate, shutdown, telemetry};
 
 /// Exit status for a configuration error (as opposed to 1 for a failure).
 const EXIT_CONFIG: u8 = 2;

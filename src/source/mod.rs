@@ -10,7 +10,6 @@
 //! delivery is at-least-once: duplicates are possible, loss is not.
 
 mod polling;
-#[allow(dead_code)] // wired into a Source as the replication mode lands
 pub mod replication;
 
 use std::future::Future;

@@ -2,4 +2,5 @@
 //! outbox table's inserts (and table-less logical messages) through the
 //! built-in `pgoutput` plugin.
 
+pub mod connection;
 pub mod pgoutput;
