@@ -102,6 +102,16 @@ impl Default for OutboxConfig {
     }
 }
 
+impl SourceConfig {
+    /// Events per batch for the configured mode.
+    pub fn batch_size(&self) -> usize {
+        match self.mode {
+            SourceMode::Polling => self.polling.batch_size,
+            SourceMode::Replication => self.replication.batch_size,
+        }
+    }
+}
+
 impl OutboxConfig {
     /// The column claims are ordered by.
     pub fn order_column(&self) -> &str {
@@ -168,6 +178,7 @@ impl ColumnsConfig {
 pub struct SourceConfig {
     pub mode: SourceMode,
     pub polling: PollingConfig,
+    pub replication: ReplicationConfig,
 }
 
 /// The source implementation to run.
@@ -177,6 +188,41 @@ pub enum SourceMode {
     /// Claim rows with `FOR UPDATE SKIP LOCKED`, woken by LISTEN/NOTIFY.
     #[default]
     Polling,
+    /// Stream inserts from a logical replication slot (pgoutput).
+    Replication,
+}
+
+/// Settings of the logical replication source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Replication slot name; the slot remembers how far the broker confirmed.
+    pub slot: String,
+    /// Publication covering the outbox table (inserts only).
+    pub publication: String,
+    /// Create the slot and publication when missing; false requires them.
+    pub create: bool,
+    /// Prefix of `pg_logical_emit_message` messages to publish as events;
+    /// empty ignores messages.
+    pub message_prefix: String,
+    /// Events per batch handed to the sink.
+    pub batch_size: usize,
+    /// How often the relay reports its confirmed position to the server.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub status_interval: Duration,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            slot: "outbox_relay".into(),
+            publication: "outbox_relay".into(),
+            create: true,
+            message_prefix: "outbox".into(),
+            batch_size: 500,
+            status_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Settings of the polling source.

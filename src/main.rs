@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use outbox_relay::config::{Config, SinkKind};
+use outbox_relay::config::{Config, SinkKind, SourceMode};
 use outbox_relay::pipeline::Pipeline;
 use outbox_relay::shutdown::Shutdown;
 use outbox_relay::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
-use outbox_relay::source::{PollingSource, SourceError};
+use outbox_relay::source::{PollingSource, ReplicationSource, Source, SourceError};
 use outbox_relay::{backlog, check, http, migrate, shutdown, telemetry};
 
 /// Exit status for a configuration error (as opposed to 1 for a failure).
@@ -97,6 +97,8 @@ enum RunError {
     Source(SourceError),
     #[error("{0}; it stays unsent (fix it, or remove the row, and restart)")]
     Refused(SinkError),
+    #[error("building the sink: {0}")]
+    Sink(SinkError),
 }
 
 async fn run(config: Config) -> Result<(), RunError> {
@@ -127,26 +129,34 @@ async fn run(config: Config) -> Result<(), RunError> {
     tokio::spawn(server);
     tokio::spawn(backlog::run(config.clone(), shutdown.clone()));
 
-    let source = PollingSource::new(&config);
-    let result = match config.sink.kind {
-        SinkKind::Rabbitmq => match RabbitMqSink::new(&config.sink.rabbitmq) {
-            Ok(sink) => relay(&config, source, sink, shutdown).await,
-            Err(e) => {
-                tracing::error!(error = %e, "building the rabbitmq sink");
-                Ok(())
-            }
+    let result = match config.source.mode {
+        SourceMode::Polling => with_sink(&config, PollingSource::new(&config), shutdown).await,
+        SourceMode::Replication => match ReplicationSource::new(&config) {
+            Ok(source) => with_sink(&config, source, shutdown).await,
+            Err(e) => Err(RunError::Source(e)),
         },
-        SinkKind::Kafka => match KafkaSink::new(&config.sink.kafka) {
-            Ok(sink) => relay(&config, source, sink, shutdown).await,
-            Err(e) => {
-                tracing::error!(error = %e, "building the kafka sink");
-                Ok(())
-            }
-        },
-        SinkKind::Stdout => relay(&config, source, StdoutSink::new(), shutdown).await,
     };
     signals.abort();
     result
+}
+
+/// Builds the configured sink and relays from `source` to it.
+async fn with_sink<S: Source>(
+    config: &Config,
+    source: S,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    match config.sink.kind {
+        SinkKind::Rabbitmq => match RabbitMqSink::new(&config.sink.rabbitmq) {
+            Ok(sink) => relay(config, source, sink, shutdown).await,
+            Err(e) => Err(RunError::Sink(e)),
+        },
+        SinkKind::Kafka => match KafkaSink::new(&config.sink.kafka) {
+            Ok(sink) => relay(config, source, sink, shutdown).await,
+            Err(e) => Err(RunError::Sink(e)),
+        },
+        SinkKind::Stdout => relay(config, source, StdoutSink::new(), shutdown).await,
+    }
 }
 
 fn bad_addr() -> std::io::Error {
@@ -154,9 +164,9 @@ fn bad_addr() -> std::io::Error {
 }
 
 /// Connects both ends, then runs the pipeline until shutdown (plus grace).
-async fn relay<K: Sink>(
+async fn relay<S: Source, K: Sink>(
     config: &Config,
-    mut source: PollingSource,
+    mut source: S,
     mut sink: K,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
@@ -167,7 +177,7 @@ async fn relay<K: Sink>(
     let pipeline = Pipeline {
         source,
         sink,
-        batch_size: config.source.polling.batch_size,
+        batch_size: config.source.batch_size(),
         retry: config.retry.clone(),
         shutdown: shutdown.clone(),
     };
@@ -189,9 +199,9 @@ async fn relay<K: Sink>(
 
 /// Connects the source and the sink, retrying connection errors with
 /// backoff. A wrong outbox table is fatal. Returns false on shutdown.
-async fn connect_both<K: Sink>(
+async fn connect_both<S: Source, K: Sink>(
     config: &Config,
-    source: &mut PollingSource,
+    source: &mut S,
     sink: &mut K,
     shutdown: &Shutdown,
 ) -> Result<bool, RunError> {
@@ -201,7 +211,9 @@ async fn connect_both<K: Sink>(
         if !source_up {
             match source.connect().await {
                 Ok(()) => source_up = true,
-                Err(e @ SourceError::Schema(_)) => return Err(RunError::Source(e)),
+                Err(e @ (SourceError::Schema(_) | SourceError::Replication(_))) => {
+                    return Err(RunError::Source(e));
+                }
                 Err(e) => tracing::warn!(error = %e, "postgres not reachable yet; retrying"),
             }
         }

@@ -42,7 +42,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 Err(e) => {
                     metrics()
                         .source_errors
-                        .with_label_values(&["polling", e.reason()])
+                        .with_label_values(&[self.source.label(), e.reason()])
                         .inc();
                     tracing::warn!(error = %e, "claiming events failed; retrying");
                     self.pause(&mut backoff).await;
@@ -134,7 +134,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
     fn ack_failed(&self, error: &crate::source::SourceError) {
         metrics()
             .source_errors
-            .with_label_values(&["polling", error.reason()])
+            .with_label_values(&[self.source.label(), error.reason()])
             .inc();
         tracing::warn!(
             error = %error,

@@ -57,6 +57,28 @@ impl Config {
             ));
         }
         positive("source.polling.poll_interval", polling.poll_interval)?;
+        let replication = &self.source.replication;
+        if !(1..=MAX_BATCH_SIZE).contains(&replication.batch_size) {
+            return Err(ConfigError::invalid(
+                "source.replication.batch_size",
+                format!(
+                    "must be between 1 and {MAX_BATCH_SIZE}, got {}",
+                    replication.batch_size
+                ),
+            ));
+        }
+        positive(
+            "source.replication.status_interval",
+            replication.status_interval,
+        )?;
+        for (key, value) in [
+            ("source.replication.slot", &replication.slot),
+            ("source.replication.publication", &replication.publication),
+        ] {
+            if value.is_empty() || value.len() > 63 {
+                return Err(ConfigError::invalid(key, "must be 1 to 63 characters"));
+            }
+        }
 
         if self.sink.kind == SinkKind::Rabbitmq {
             let rabbit = &self.sink.rabbitmq;

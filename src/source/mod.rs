@@ -15,6 +15,7 @@ pub mod replication;
 use std::future::Future;
 
 pub use polling::PollingSource;
+pub use replication::ReplicationSource;
 
 use crate::event::OutboxEvent;
 use crate::outbox::SchemaError;
@@ -22,6 +23,12 @@ use crate::postgres::ConnectError;
 
 /// A source of outbox events; see the module docs for the contract.
 pub trait Source {
+    /// The `source` label of metrics.
+    fn label(&self) -> &'static str;
+
+    /// Connects now, so problems are reported at startup.
+    fn connect(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send;
+
     /// Claims up to `limit` unsent events, oldest first; empty when none are
     /// ready. Must be followed by `ack` or `release` before the next claim.
     fn claim(
@@ -54,6 +61,8 @@ pub enum SourceError {
     Ack(#[source] tokio_postgres::Error),
     #[error("the postgres session was lost")]
     SessionLost,
+    #[error("replication: {0}")]
+    Replication(String),
 }
 
 impl SourceError {
@@ -65,6 +74,7 @@ impl SourceError {
             SourceError::Claim(_) => "claim",
             SourceError::Ack(_) => "ack",
             SourceError::SessionLost => "session_lost",
+            SourceError::Replication(_) => "replication",
         }
     }
 }

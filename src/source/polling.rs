@@ -52,12 +52,6 @@ impl PollingSource {
         }
     }
 
-    /// Connects now, so a wrong table or an unreachable database is reported
-    /// at startup rather than at the first claim.
-    pub async fn connect(&mut self) -> Result<(), SourceError> {
-        self.session().await.map(|_| ())
-    }
-
     async fn session(&mut self) -> Result<&mut Session, SourceError> {
         if self.session.is_none() {
             let session = self.open().await?;
@@ -109,6 +103,14 @@ impl PollingSource {
 }
 
 impl Source for PollingSource {
+    fn label(&self) -> &'static str {
+        "polling"
+    }
+
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        self.session().await.map(|_| ())
+    }
+
     async fn claim(&mut self, limit: usize) -> Result<Vec<OutboxEvent>, SourceError> {
         if !self.claimed.is_empty() {
             self.release().await;

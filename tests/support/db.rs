@@ -91,15 +91,24 @@ impl Default for TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                &format!("{SERVER}/postgres"),
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
+        // Replication slots keep WAL and block DROP DATABASE: end their
+        // sessions and drop them first.
+        let slots = format!(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+             WHERE database = '{0}' AND active_pid IS NOT NULL; \
+             SELECT pg_sleep(0.2); \
+             SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE database = '{0}'",
+            self.name
+        );
+        for sql in [
+            slots,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ] {
+            let _ = std::process::Command::new("psql")
+                .args(["-X", "-q", &format!("{SERVER}/postgres"), "-c", &sql])
+                .output();
+        }
     }
 }
 

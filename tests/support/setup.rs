@@ -28,6 +28,21 @@ impl Setup {
         Setup { config, queue, db }
     }
 
+    /// The same, reading by logical replication (slot and publication named
+    /// after the database, created by the relay).
+    pub async fn replication(batch_size: usize) -> Self {
+        let mut setup = Self::new(batch_size).await;
+        let name = setup.db.name.clone();
+        setup
+            .config
+            .set("source", "mode", "\"replication\"")
+            .set("source.replication", "slot", &format!("\"{name}\""))
+            .set("source.replication", "publication", &format!("\"{name}\""))
+            .set("source.replication", "batch_size", &batch_size.to_string())
+            .set("source.replication", "status_interval", "\"1s\"");
+        setup
+    }
+
     /// Starts a relay and waits until it is ready.
     pub async fn start_relay(&self) -> Relay {
         let mut relay = Relay::start(&self.config);

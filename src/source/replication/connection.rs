@@ -121,6 +121,8 @@ impl ReplicationConnection {
                 ("database", dbname),
                 ("replication", "database"),
                 ("application_name", "outbox-relay replication"),
+                // Timestamps in the stream are then UTC, ISO style.
+                ("options", "-c TimeZone=UTC -c DateStyle=ISO"),
             ],
             &mut self.write,
         )?;

@@ -3,4 +3,9 @@
 //! built-in `pgoutput` plugin.
 
 pub mod connection;
+pub mod mapping;
 pub mod pgoutput;
+mod slot;
+mod source;
+
+pub use source::ReplicationSource;

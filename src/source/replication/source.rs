@@ -1,0 +1,342 @@
+//! The replication source: streams the outbox table's inserts (and
+//! table-less logical messages) from a pgoutput slot, hands them out in
+//! commit order, marks rows sent after the broker confirmed them, and moves
+//! the slot only past transactions whose every event is confirmed.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+
+use super::connection::{ReplicationConnection, ReplicationError, StreamMessage};
+use super::mapping::{RowMapping, from_pg_micros, message_event};
+use super::pgoutput::{Lsn, PgOutput, decode};
+use super::slot;
+use crate::config::{Config, OutboxConfig, PostgresConfig, ReplicationConfig};
+use crate::event::OutboxEvent;
+use crate::metrics::{Component, metrics};
+use crate::outbox::{OutboxSchema, OutboxSql, TableName};
+use crate::postgres;
+use crate::source::{Source, SourceError};
+
+/// An event with what acknowledging it means for the slot.
+#[derive(Debug, Clone)]
+struct Pending {
+    event: OutboxEvent,
+    /// A table row (to mark sent) rather than a logical message.
+    row: bool,
+    /// End LSN of its transaction: where the slot may move once it and
+    /// everything before it is confirmed.
+    end: Lsn,
+    /// The last of its transaction's events.
+    last: bool,
+}
+
+/// Reads the outbox through logical replication.
+pub struct ReplicationSource {
+    postgres: PostgresConfig,
+    outbox: OutboxConfig,
+    settings: ReplicationConfig,
+    table: TableName,
+    stream: Option<ReplicationConnection>,
+    marks: Option<(Client, Statement)>,
+    mappings: HashMap<u32, RowMapping>,
+    open: Option<(SystemTime, Vec<Pending>)>,
+    ready: VecDeque<Pending>,
+    claimed: Vec<Pending>,
+    /// The position reported to the server as flushed.
+    confirmed: Lsn,
+    /// The furthest position the server said it has sent.
+    received: Lsn,
+    last_status: Instant,
+    ever_connected: bool,
+}
+
+impl ReplicationSource {
+    pub fn new(config: &Config) -> Result<Self, SourceError> {
+        let table = TableName::parse(&config.outbox.table).map_err(SourceError::Replication)?;
+        Ok(ReplicationSource {
+            postgres: config.postgres.clone(),
+            outbox: config.outbox.clone(),
+            settings: config.source.replication.clone(),
+            table,
+            stream: None,
+            marks: None,
+            mappings: HashMap::new(),
+            open: None,
+            ready: VecDeque::new(),
+            claimed: Vec::new(),
+            confirmed: Lsn(0),
+            received: Lsn(0),
+            last_status: Instant::now(),
+            ever_connected: false,
+        })
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), SourceError> {
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        let client = postgres::connect(&self.postgres, "replication marks", None).await?;
+        let schema = OutboxSchema::load(&client, &self.outbox).await?;
+        let mark = client
+            .prepare(&OutboxSql::new(&self.outbox, &schema).mark)
+            .await
+            .map_err(SourceError::Ack)?;
+        let confirmed = slot::prepare(&client, &self.postgres, &self.settings, &self.table).await?;
+        let mut stream = ReplicationConnection::connect(&self.postgres)
+            .await
+            .map_err(replication)?;
+        stream
+            .start_replication(&self.settings.slot, Lsn(0), &self.settings.publication)
+            .await
+            .map_err(replication)?;
+        if self.ever_connected {
+            metrics().reconnects.with_label_values(&["postgres"]).inc();
+            tracing::info!(slot = %self.settings.slot, from = %confirmed, "replication resumed");
+        } else {
+            tracing::info!(slot = %self.settings.slot, from = %confirmed, "replication started");
+        }
+        self.ever_connected = true;
+        metrics().set_connected(Component::Postgres, true);
+        self.confirmed = confirmed;
+        self.received = confirmed;
+        self.stream = Some(stream);
+        self.marks = Some((client, mark));
+        Ok(())
+    }
+
+    /// Forgets the session; the slot will send everything after
+    /// `confirmed` again, so what was buffered is dropped with it.
+    fn reset(&mut self, error: &dyn std::fmt::Display) {
+        tracing::warn!(error = %error, "replication session lost; resuming from the slot");
+        self.stream = None;
+        self.marks = None;
+        self.mappings.clear();
+        self.open = None;
+        self.ready.clear();
+        self.claimed.clear();
+        metrics().set_connected(Component::Postgres, false);
+    }
+
+    fn nothing_pending(&self) -> bool {
+        self.ready.is_empty() && self.claimed.is_empty() && self.open.is_none()
+    }
+
+    fn handle(&mut self, message: StreamMessage) -> Result<bool, SourceError> {
+        match message {
+            StreamMessage::Keepalive {
+                end,
+                reply_requested,
+            } => {
+                self.received = self.received.max(end);
+                Ok(reply_requested)
+            }
+            StreamMessage::XLogData { data, .. } => {
+                let message = decode(&data).map_err(|e| SourceError::Replication(e.to_string()))?;
+                self.apply(message)?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn apply(&mut self, message: PgOutput) -> Result<(), SourceError> {
+        match message {
+            PgOutput::Begin { commit_time, .. } => {
+                self.open = Some((from_pg_micros(commit_time), Vec::new()));
+            }
+            PgOutput::Relation(relation) => {
+                let ours = relation.name == self.table.name
+                    && self
+                        .table
+                        .schema
+                        .as_deref()
+                        .is_none_or(|s| s == relation.namespace);
+                if ours {
+                    let mapping = RowMapping::new(&relation, &self.outbox)
+                        .map_err(SourceError::Replication)?;
+                    self.mappings.insert(relation.id, mapping);
+                }
+            }
+            PgOutput::Insert { relation, new } => {
+                if let (Some(mapping), Some((commit_time, events))) =
+                    (self.mappings.get(&relation), self.open.as_mut())
+                {
+                    events.push(Pending {
+                        event: mapping.event(&new, *commit_time),
+                        row: true,
+                        end: Lsn(0),
+                        last: false,
+                    });
+                }
+            }
+            PgOutput::LogicalMessage {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } if !self.settings.message_prefix.is_empty()
+                && prefix == self.settings.message_prefix =>
+            {
+                let commit_time = self.open.as_ref().map_or_else(SystemTime::now, |(t, _)| *t);
+                let pending = Pending {
+                    event: message_event(lsn, &content, commit_time),
+                    row: false,
+                    end: lsn,
+                    last: true,
+                };
+                match (transactional, self.open.as_mut()) {
+                    (true, Some((_, events))) => events.push(pending),
+                    _ => self.ready.push_back(pending),
+                }
+            }
+            PgOutput::Commit { end_lsn, .. } => {
+                if let Some((_, mut events)) = self.open.take() {
+                    let n = events.len();
+                    for (i, p) in events.iter_mut().enumerate() {
+                        p.end = end_lsn;
+                        p.last = i + 1 == n;
+                    }
+                    self.ready.extend(events);
+                }
+                self.received = self.received.max(end_lsn);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reports the confirmed position. With nothing of ours pending, every
+    /// transaction the server has sent is done with, so the slot follows the
+    /// server (WAL does not pile up while the outbox is idle).
+    async fn send_status(&mut self, force: bool) -> Result<(), SourceError> {
+        if !force && self.last_status.elapsed() < self.settings.status_interval {
+            return Ok(());
+        }
+        if self.nothing_pending() {
+            self.confirmed = self.confirmed.max(self.received);
+        }
+        let (received, confirmed) = (self.received, self.confirmed);
+        if let Some(stream) = self.stream.as_mut() {
+            stream
+                .send_status(received, confirmed, false)
+                .await
+                .map_err(replication)?;
+        }
+        self.last_status = Instant::now();
+        Ok(())
+    }
+
+    /// Reads what the server has already sent, without waiting.
+    async fn drain_available(&mut self, limit: usize) -> Result<(), SourceError> {
+        while self.ready.len() < limit {
+            let Some(stream) = self.stream.as_mut() else {
+                return Ok(());
+            };
+            match tokio::time::timeout(Duration::ZERO, stream.next_message()).await {
+                Ok(Ok(message)) => {
+                    if self.handle(message)? {
+                        self.send_status(true).await?;
+                    }
+                }
+                Ok(Err(e)) => return Err(replication(e)),
+                Err(_) => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_inner(&mut self, limit: usize) -> Result<Vec<OutboxEvent>, SourceError> {
+        self.ensure_connected().await?;
+        self.drain_available(limit).await?;
+        self.send_status(false).await?;
+        let n = limit.min(self.ready.len());
+        self.claimed = self.ready.drain(..n).collect();
+        Ok(self.claimed.iter().map(|p| p.event.clone()).collect())
+    }
+
+    async fn ack_inner(&mut self, count: usize) -> Result<(), SourceError> {
+        let count = count.min(self.claimed.len());
+        let ids: Vec<String> = self.claimed[..count]
+            .iter()
+            .filter(|p| p.row)
+            .map(|p| p.event.id.clone())
+            .collect();
+        if !ids.is_empty() {
+            let (client, mark) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
+            let params: [&(dyn ToSql + Sync); 1] = [&ids];
+            client
+                .execute(mark, &params)
+                .await
+                .map_err(SourceError::Ack)?;
+            metrics().events_acknowledged.inc_by(ids.len() as u64);
+        }
+        if let Some(done) = self.claimed[..count].iter().rev().find(|p| p.last) {
+            self.confirmed = self.confirmed.max(done.end);
+        }
+        let rest: Vec<Pending> = self.claimed.drain(..).skip(count).collect();
+        for p in rest.into_iter().rev() {
+            self.ready.push_front(p);
+        }
+        self.send_status(true).await
+    }
+}
+
+impl Source for ReplicationSource {
+    fn label(&self) -> &'static str {
+        "replication"
+    }
+
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        self.ensure_connected().await
+    }
+
+    async fn claim(&mut self, limit: usize) -> Result<Vec<OutboxEvent>, SourceError> {
+        self.release().await;
+        let result = self.claim_inner(limit).await;
+        if let Err(e) = &result {
+            self.reset(e);
+        }
+        result
+    }
+
+    async fn ack(&mut self, count: usize) -> Result<(), SourceError> {
+        let result = self.ack_inner(count).await;
+        if let Err(e) = &result {
+            self.reset(e);
+        }
+        result
+    }
+
+    async fn release(&mut self) {
+        for p in self.claimed.drain(..).rev() {
+            self.ready.push_front(p);
+        }
+    }
+
+    async fn wait(&mut self) {
+        if !self.ready.is_empty() || self.stream.is_none() {
+            return;
+        }
+        let interval = self.settings.status_interval;
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let result = match tokio::time::timeout(interval, stream.next_message()).await {
+            Ok(Ok(message)) => match self.handle(message) {
+                Ok(reply) => self.send_status(reply).await,
+                Err(e) => Err(e),
+            },
+            Ok(Err(e)) => Err(replication(e)),
+            Err(_) => self.send_status(true).await,
+        };
+        if let Err(e) = result {
+            self.reset(&e);
+        }
+    }
+}
+
+fn replication(e: ReplicationError) -> SourceError {
+    SourceError::Replication(e.to_string())
+}

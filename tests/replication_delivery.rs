@@ -1,0 +1,52 @@
+//! Replication mode end to end: concurrent writers' events and table-less
+//! logical messages reach RabbitMQ in commit order, rows are marked, and the
+//! slot advances to the server's position once nothing is pending.
+
+mod support;
+
+use std::time::Duration;
+
+use support::setup::Setup;
+use support::writers;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_rows_and_messages_and_advances_the_slot() {
+    let setup = Setup::replication(200).await;
+    let _relay = setup.start_relay().await;
+
+    let written = writers::write(&setup.db.url, 4, 500, 5, Duration::ZERO).await;
+    let (report, _) = setup.settle("replication delivery", &written).await;
+    assert_eq!(report.duplicates, 0, "no failures, so no duplicates");
+
+    setup.db.psql(
+        "SELECT pg_logical_emit_message(true, 'outbox', \
+         '{\"aggregate_type\":\"cart\",\"aggregate_id\":\"c-1\",\"event_type\":\"checked_out\",\
+           \"payload\":{\"total\":42},\"headers\":{\"tenant\":\"acme\"}}')",
+    );
+    let received = setup.queue.drain(1, Duration::from_secs(30)).await;
+    let m = &received[0];
+    assert_eq!(m.routing_key, "cart.checked_out");
+    assert_eq!(m.json()["total"], 42);
+    assert_eq!(m.header("aggregate_id").as_deref(), Some("c-1"));
+    assert_eq!(m.header("tenant").as_deref(), Some("acme"));
+
+    let slot = setup.db.name.clone();
+    support::eventually(
+        Duration::from_secs(20),
+        "slot caught up with the server",
+        || {
+            let db = &setup.db;
+            let slot = slot.clone();
+            async move {
+                db.psql(&format!(
+                    "SELECT confirmed_flush_lsn >= pg_current_wal_insert_lsn() - 1024 \
+                 FROM pg_replication_slots WHERE slot_name = '{slot}'"
+                ))
+                .trim()
+                    == "t"
+            }
+        },
+    )
+    .await;
+    setup.queue.delete().await;
+}
