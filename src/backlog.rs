@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, SourceMode};
 use crate::metrics::metrics;
 use crate::outbox::{OutboxSchema, OutboxSql};
 use crate::postgres;
@@ -17,7 +17,11 @@ pub async fn run(config: Config, shutdown: Shutdown) {
         if session.is_none() {
             session = open(&config).await;
         }
+        let mut broken = false;
         if let Some((client, sql)) = &session {
+            if config.source.mode == SourceMode::Replication {
+                slot_gauges(client, &config.source.replication.slot).await;
+            }
             match client.query_one(sql, &[]).await {
                 Ok(row) => {
                     let count: i64 = row.get(0);
@@ -29,14 +33,51 @@ pub async fn run(config: Config, shutdown: Shutdown) {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "refreshing backlog gauges failed");
-                    session = None;
+                    broken = true;
                 }
             }
+        }
+        if broken {
+            session = None;
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.requested() => return,
         }
+    }
+}
+
+/// The replication slot's health and the WAL it holds back. A slot that
+/// is lost or gone is logged at error on every refresh until it is fixed.
+async fn slot_gauges(client: &tokio_postgres::Client, slot: &str) {
+    let row = client
+        .query_opt(
+            "SELECT wal_status, (pg_current_wal_lsn() - confirmed_flush_lsn)::int8 \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await;
+    match row {
+        Ok(Some(row)) => {
+            let status: Option<String> = row.get(0);
+            let lag: Option<i64> = row.get(1);
+            metrics().slot_lag_bytes.set(lag.unwrap_or(0));
+            let healthy = status.as_deref() != Some("lost");
+            metrics().slot_healthy.set(i64::from(healthy));
+            if !healthy {
+                tracing::error!(
+                    slot,
+                    "replication slot is lost: run `outbox-relay recover-slot`"
+                );
+            }
+        }
+        Ok(None) => {
+            // Normal for a moment before the first start creates it; the
+            // source itself stops loudly if a slot it created vanished.
+            metrics().slot_healthy.set(0);
+            tracing::debug!(slot, "replication slot does not exist (yet)");
+        }
+        Err(e) => tracing::debug!(error = %e, "reading the replication slot failed"),
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use outbox_relay::config::{Config, SinkKind, SourceMode};
-use outbox_relay::pipeline::Pipeline;
+use outbox_relay::pipeline::{Pipeline, PipelineError};
 use outbox_relay::shutdown::Shutdown;
 use outbox_relay::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
 use outbox_relay::source::{PollingSource, ReplicationSource, Source, SourceError};
@@ -37,6 +37,10 @@ enum Command {
     Migrate,
     /// Validate the configuration and check Postgres and the broker.
     Check,
+    /// Replication mode: drop and forget the slot (after it was lost or
+    /// dropped), so the next start recreates it and first publishes every
+    /// row not yet marked sent.
+    RecoverSlot,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,16 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            Command::RecoverSlot => match recover_slot(&config).await {
+                Ok(done) => {
+                    println!("{done}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("recover-slot failed: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Check => match check::run(&config).await {
                 0 => ExitCode::SUCCESS,
                 problems => {
@@ -86,6 +100,18 @@ fn main() -> ExitCode {
     })
 }
 
+async fn recover_slot(config: &Config) -> Result<String, SourceError> {
+    let table = outbox_relay::outbox::TableName::parse(&config.outbox.table)
+        .map_err(SourceError::Replication)?;
+    let client = outbox_relay::postgres::connect(&config.postgres, "recover-slot", None).await?;
+    outbox_relay::source::replication::slot::recover(
+        &client,
+        &table,
+        &config.source.replication.slot,
+    )
+    .await
+}
+
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
 enum RunError {
@@ -95,8 +121,8 @@ enum RunError {
     Signals(std::io::Error),
     #[error("{0}")]
     Source(SourceError),
-    #[error("{0}; it stays unsent (fix it, or remove the row, and restart)")]
-    Refused(SinkError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
     #[error("building the sink: {0}")]
     Sink(SinkError),
 }
@@ -163,7 +189,8 @@ fn bad_addr() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, "not host:port")
 }
 
-/// Connects both ends, then runs the pipeline until shutdown (plus grace).
+/// Connects both ends, publishes any catch-up backlog, then runs the
+/// pipeline until shutdown (plus grace).
 async fn relay<S: Source, K: Sink>(
     config: &Config,
     mut source: S,
@@ -174,17 +201,44 @@ async fn relay<S: Source, K: Sink>(
         return Ok(());
     }
     tracing::info!("connected; relaying");
-    let pipeline = Pipeline {
-        source,
-        sink,
-        batch_size: config.source.batch_size(),
-        retry: config.retry.clone(),
-        shutdown: shutdown.clone(),
-    };
     let grace = config.shutdown_grace;
+    let work = async {
+        if let Some(until) = source.catch_up_bound() {
+            tracing::info!(
+                until,
+                "publishing rows written before the replication slot existed"
+            );
+            let mut pass = Pipeline {
+                source: PollingSource::until(config, until),
+                sink,
+                batch_size: config.source.batch_size(),
+                retry: config.retry.clone(),
+                shutdown: shutdown.clone(),
+                drain_only: true,
+            };
+            pass.run().await?;
+            if shutdown.is_requested() {
+                return Ok(());
+            }
+            source
+                .finish_catch_up()
+                .await
+                .map_err(PipelineError::Source)?;
+            sink = pass.sink;
+        }
+        let mut pipeline = Pipeline {
+            source,
+            sink,
+            batch_size: config.source.batch_size(),
+            retry: config.retry.clone(),
+            shutdown: shutdown.clone(),
+            drain_only: false,
+        };
+        pipeline.run().await
+    };
     tokio::select! {
-        result = pipeline.run() => {
-            result.map_err(RunError::Refused)?;
+        result = work => {
+            result?;
             tracing::info!("stopped cleanly");
         }
         () = async { shutdown.requested().await; tokio::time::sleep(grace).await } => {
@@ -211,9 +265,10 @@ async fn connect_both<S: Source, K: Sink>(
         if !source_up {
             match source.connect().await {
                 Ok(()) => source_up = true,
-                Err(e @ (SourceError::Schema(_) | SourceError::Replication(_))) => {
+                Err(e @ (SourceError::Replication(_) | SourceError::SlotUnusable(_))) => {
                     return Err(RunError::Source(e));
                 }
+                Err(e) if e.is_fatal() => return Err(RunError::Source(e)),
                 Err(e) => tracing::warn!(error = %e, "postgres not reachable yet; retrying"),
             }
         }

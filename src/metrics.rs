@@ -37,6 +37,11 @@ pub struct Metrics {
     pub connected: IntGaugeVec,
     /// Constant 1, labelled with the version.
     pub build_info: IntGaugeVec,
+    /// WAL the replication slot holds back: server position minus the
+    /// slot's confirmed position, in bytes (replication mode).
+    pub slot_lag_bytes: IntGauge,
+    /// 1 while the replication slot exists and is not lost (replication mode).
+    pub slot_healthy: IntGauge,
     /// Messages in librdkafka's producer queue (Kafka sink only).
     pub kafka_queue_messages: IntGauge,
     /// Produce requests awaiting a broker response (Kafka sink only).
@@ -155,6 +160,16 @@ impl Metrics {
                 &["version"],
             )
             .expect("metric"),
+            slot_lag_bytes: IntGauge::with_opts(opts(
+                "replication_slot_lag_bytes",
+                "WAL held by the replication slot: pg_current_wal_lsn() - confirmed_flush_lsn.",
+            ))
+            .expect("metric"),
+            slot_healthy: IntGauge::with_opts(opts(
+                "replication_slot_healthy",
+                "1 while the replication slot exists and its WAL is not lost.",
+            ))
+            .expect("metric"),
             kafka_queue_messages: IntGauge::with_opts(opts(
                 "kafka_producer_queue_messages",
                 "Messages waiting in librdkafka's producer queue.",
@@ -166,7 +181,7 @@ impl Metrics {
             ))
             .expect("metric"),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(m.events_published.clone()),
             Box::new(m.events_acknowledged.clone()),
             Box::new(m.publish_failures.clone()),
@@ -179,6 +194,8 @@ impl Metrics {
             Box::new(m.reconnects.clone()),
             Box::new(m.connected.clone()),
             Box::new(m.build_info.clone()),
+            Box::new(m.slot_lag_bytes.clone()),
+            Box::new(m.slot_healthy.clone()),
             Box::new(m.kafka_queue_messages.clone()),
             Box::new(m.kafka_in_flight_requests.clone()),
         ];

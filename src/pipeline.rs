@@ -16,7 +16,7 @@ use crate::event::OutboxEvent;
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::{Sink, SinkError};
-use crate::source::Source;
+use crate::source::{Source, SourceError};
 
 /// One source feeding one sink.
 pub struct Pipeline<S, K> {
@@ -26,6 +26,18 @@ pub struct Pipeline<S, K> {
     pub batch_size: usize,
     pub retry: RetryConfig,
     pub shutdown: Shutdown,
+    /// Return as soon as the source has nothing ready (a one-time pass)
+    /// instead of waiting for more.
+    pub drain_only: bool,
+}
+
+/// Why the pipeline stopped before shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}; it stays unsent (fix it, or remove the row, and restart)")]
+    Refused(SinkError),
+    #[error("{0}")]
+    Source(SourceError),
 }
 
 impl<S: Source, K: Sink> Pipeline<S, K> {
@@ -33,12 +45,16 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
     /// batch is confirmed and marked. Dropping the future abandons the batch:
     /// its rows stay unsent. Returns an error when the broker refuses an
     /// event for good: the relay stops rather than skip it.
-    pub async fn run(mut self) -> Result<(), SinkError> {
+    pub async fn run(&mut self) -> Result<(), PipelineError> {
         let mut limit = self.batch_size;
         let mut backoff = self.backoff();
         while !self.shutdown.is_requested() {
             let events = match self.source.claim(limit).await {
                 Ok(events) => events,
+                Err(e) if e.is_fatal() => {
+                    self.source.release().await;
+                    return Err(PipelineError::Source(e));
+                }
                 Err(e) => {
                     metrics()
                         .source_errors
@@ -50,6 +66,9 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 }
             };
             if events.is_empty() {
+                if self.drain_only {
+                    break;
+                }
                 self.idle().await;
                 continue;
             }
@@ -68,7 +87,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 }
                 Outcome::Refused(error) => {
                     self.source.release().await;
-                    return Err(error);
+                    return Err(PipelineError::Refused(error));
                 }
             }
         }

@@ -16,6 +16,9 @@ use crate::event::{OutboxEvent, PayloadKind};
 pub struct OutboxSql {
     /// `$1` = limit (int8). Locks the rows it returns until the transaction ends.
     pub claim: String,
+    /// Like `claim`, limited to ids up to `$2` (text): the one-time pass over
+    /// rows that predate a replication slot.
+    pub claim_until: String,
     /// `$1` = ids as text[]. Marks or deletes those rows.
     pub mark: String,
     /// Unsent rows and the age in seconds of the oldest (NULL without created_at).
@@ -52,13 +55,20 @@ impl OutboxSql {
             format!("o.{}, o.{id}", quote_ident(config.order_column()))
         };
 
-        let claim = format!(
+        let select = format!(
             "SELECT {id}::text, {}::text, {}::text, {}::text, {payload}, {headers}, {created_micros} \
-             FROM {table} AS o{unsent} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED",
+             FROM {table} AS o",
             quote_ident(&c.aggregate_type),
             quote_ident(&c.aggregate_id),
             quote_ident(&c.event_type),
         );
+        let claim = format!("{select}{unsent} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED");
+        let bound = format!("o.{id} <= $2::text::{}", schema.id_type);
+        let claim_until = if unsent.is_empty() {
+            format!("{select} WHERE {bound} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED")
+        } else {
+            format!("{select}{unsent} AND {bound} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED")
+        };
         let ids = format!("{id} = ANY($1::text[]::{}[])", schema.id_type);
         let mark = match config.mark {
             MarkMode::Update => format!(
@@ -73,6 +83,7 @@ impl OutboxSql {
         let backlog = format!("SELECT count(*), {oldest} FROM {table}{unsent}");
         OutboxSql {
             claim,
+            claim_until,
             mark,
             backlog,
             payload_kind: schema.payload_kind,

@@ -44,6 +44,18 @@ pub trait Source {
 
     /// Resolves when new events may be ready. Cancel-safe.
     fn wait(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Rows that predate the source's own position and must be published
+    /// first, by a one-time polling pass over ids up to the bound ("" for
+    /// all unsent rows). Only a new replication slot has any.
+    fn catch_up_bound(&self) -> Option<String> {
+        None
+    }
+
+    /// Records that the catch-up pass is complete.
+    fn finish_catch_up(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Why a source operation failed. Every variant is retried by the pipeline:
@@ -63,9 +75,18 @@ pub enum SourceError {
     SessionLost,
     #[error("replication: {0}")]
     Replication(String),
+    /// The replication slot cannot be trusted (lost, or gone after the
+    /// relay created it): continuing could skip events, so the relay stops.
+    #[error("replication slot: {0}")]
+    SlotUnusable(String),
 }
 
 impl SourceError {
+    /// Errors retrying cannot fix and that must stop the relay loudly.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, SourceError::Schema(_) | SourceError::SlotUnusable(_))
+    }
+
     /// The `reason` label of `outbox_relay_source_errors_total`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -75,6 +96,7 @@ impl SourceError {
             SourceError::Ack(_) => "ack",
             SourceError::SessionLost => "session_lost",
             SourceError::Replication(_) => "replication",
+            SourceError::SlotUnusable(_) => "slot_unusable",
         }
     }
 }

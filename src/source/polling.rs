@@ -28,11 +28,15 @@ pub struct PollingSource {
     /// Ids of the rows locked by the open transaction, in claim order.
     claimed: Vec<String>,
     ever_connected: bool,
+    /// Only rows with ids up to this (the replication catch-up pass).
+    until: Option<String>,
 }
 
 /// One live connection with its prepared statements.
 struct Session {
     client: Client,
+    /// The claim takes an id bound as `$2`.
+    bounded: bool,
     claim: Statement,
     mark: Statement,
     sql: OutboxSql,
@@ -49,7 +53,17 @@ impl PollingSource {
             session: None,
             claimed: Vec::new(),
             ever_connected: false,
+            until: None,
         }
+    }
+
+    /// A source that only sees unsent rows with ids up to `until`: the
+    /// one-time pass over rows written before a replication slot existed.
+    pub fn until(config: &Config, until: String) -> Self {
+        let mut source = Self::new(config);
+        source.notify_channel = String::new();
+        source.until = (!until.is_empty()).then_some(until);
+        source
     }
 
     async fn session(&mut self) -> Result<&mut Session, SourceError> {
@@ -74,8 +88,13 @@ impl PollingSource {
         let client = postgres::connect(&self.postgres, "source", notify).await?;
         let schema = OutboxSchema::load(&client, &self.outbox).await?;
         let sql = OutboxSql::new(&self.outbox, &schema);
+        let claim_sql = if self.until.is_some() {
+            &sql.claim_until
+        } else {
+            &sql.claim
+        };
         let claim = client
-            .prepare(&sql.claim)
+            .prepare(claim_sql)
             .await
             .map_err(SourceError::Claim)?;
         let mark = client.prepare(&sql.mark).await.map_err(SourceError::Ack)?;
@@ -87,6 +106,7 @@ impl PollingSource {
         }
         Ok(Session {
             client,
+            bounded: self.until.is_some(),
             claim,
             mark,
             sql,
@@ -116,9 +136,14 @@ impl Source for PollingSource {
             self.release().await;
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let until = self.until.clone().unwrap_or_default();
         let session = self.session().await?;
         // Sent together: BEGIN and the claim share one round trip.
-        let params: [&(dyn ToSql + Sync); 1] = [&limit];
+        let params: Vec<&(dyn ToSql + Sync)> = if session.bounded {
+            vec![&limit, &until]
+        } else {
+            vec![&limit]
+        };
         let result = tokio::try_join!(
             session.client.batch_execute("BEGIN"),
             session.client.query(&session.claim, &params),

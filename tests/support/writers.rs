@@ -24,6 +24,10 @@ pub async fn write(
     aggregates_per_writer: usize,
     pace: Duration,
 ) -> Vec<Written> {
+    // Keys must differ between calls in one test, or the retry check below
+    // would take a later call's events for earlier ones.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tasks = Vec::new();
     for w in 0..writers {
         let url = url.to_owned();
@@ -32,7 +36,7 @@ pub async fn write(
             let mut client = None;
             for i in 0..per_writer {
                 let aggregate = format!("w{w}-a{}", i % aggregates_per_writer);
-                let key = format!("w{w}-{i}");
+                let key = format!("c{call}-w{w}-{i}");
                 let id = loop {
                     if client.is_none() {
                         client = connect(&url).await;

@@ -5,7 +5,7 @@
 pub mod connection;
 pub mod mapping;
 pub mod pgoutput;
-mod slot;
+pub mod slot;
 mod source;
 
 pub use source::ReplicationSource;

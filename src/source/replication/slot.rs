@@ -1,26 +1,54 @@
 //! The publication and slot the replication source reads from: checked, and
-//! created when missing and allowed, with errors that say what to do.
+//! created when missing and allowed, with errors that say what to do. The
+//! relay records every slot it creates in `<schema>.outbox_relay_slots`, so a
+//! slot that disappears later is reported, never silently re-created (which
+//! would skip whatever was written while it was gone).
 
 use tokio_postgres::Client;
 
 use super::connection::ReplicationConnection;
 use super::pgoutput::Lsn;
 use crate::config::{PostgresConfig, ReplicationConfig};
-use crate::outbox::{TableName, quote_ident};
+use crate::outbox::{OutboxSchema, TableName, quote_ident};
 use crate::source::SourceError;
 
-/// Makes sure replication can start; returns the slot's confirmed position.
+/// What `prepare` found or made.
+#[derive(Debug, Clone)]
+pub struct SlotState {
+    /// Where streaming resumes.
+    pub confirmed: Lsn,
+    /// Rows written before the slot existed still to publish: `Some("")`
+    /// for all unsent rows, `Some(id)` for unsent rows with ids up to `id`.
+    pub catch_up: Option<String>,
+}
+
+/// Id types whose order is the order rows were written in (sequences), so
+/// that "ids up to the last one before the slot" is exactly the backlog.
+const SEQUENTIAL_IDS: &[&str] = &["bigint", "integer", "smallint"];
+
+fn state_table(table: &TableName) -> String {
+    format!(
+        "{}.outbox_relay_slots",
+        quote_ident(table.schema_or_public())
+    )
+}
+
+/// Makes sure replication can start.
 pub async fn prepare(
     client: &Client,
     postgres: &PostgresConfig,
     settings: &ReplicationConfig,
-    table: &TableName,
-) -> Result<Lsn, SourceError> {
+    schema: &OutboxSchema,
+    id_column: &str,
+    unsent_filter: &str,
+) -> Result<SlotState, SourceError> {
     let fail = |text: String| SourceError::Replication(text);
+    let db = |e: tokio_postgres::Error| SourceError::Claim(e);
+    let table = &schema.table;
     let wal_level: String = client
         .query_one("SHOW wal_level", &[])
         .await
-        .map_err(SourceError::Claim)?
+        .map_err(db)?
         .get(0);
     if wal_level != "logical" {
         return Err(fail(format!(
@@ -34,7 +62,7 @@ pub async fn prepare(
             &[],
         )
         .await
-        .map_err(SourceError::Claim)?
+        .map_err(db)?
         .get(0);
     if !can_replicate {
         return Err(fail(
@@ -49,7 +77,7 @@ pub async fn prepare(
             &[publication],
         )
         .await
-        .map_err(SourceError::Claim)?
+        .map_err(db)?
         .is_some();
     if !exists {
         if !settings.create {
@@ -63,60 +91,225 @@ pub async fn prepare(
                 quote_ident(publication)
             ))
             .await
-            .map_err(SourceError::Claim)?;
+            .map_err(db)?;
         tracing::info!(publication = %publication, "created publication");
     }
 
+    let state = state_table(table);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {state} (slot text PRIMARY KEY, \
+             catch_up_until text, created_at timestamptz NOT NULL DEFAULT now())"
+        ))
+        .await
+        .map_err(db)?;
+    let recorded = client
+        .query_opt(
+            &format!("SELECT catch_up_until, created_at::text FROM {state} WHERE slot = $1"),
+            &[&settings.slot],
+        )
+        .await
+        .map_err(db)?;
+
     let name = &settings.slot;
-    let row = client
+    let slot = client
         .query_opt(
             "SELECT active, wal_status, confirmed_flush_lsn::text FROM pg_replication_slots \
              WHERE slot_name = $1",
             &[name],
         )
         .await
-        .map_err(SourceError::Claim)?;
-    match row {
-        Some(row) => {
+        .map_err(db)?;
+    match (slot, recorded) {
+        (Some(row), recorded) => {
             let active: bool = row.get(0);
             let wal_status: Option<String> = row.get(1);
+            if wal_status.as_deref() == Some("lost") {
+                return Err(SourceError::SlotUnusable(format!(
+                    "`{name}` is lost: Postgres removed WAL it still needed (see \
+                     max_slot_wal_keep_size), so events may be missing from the stream. \
+                     Run `outbox-relay recover-slot` to recreate it and publish every row \
+                     not yet marked sent"
+                )));
+            }
             if active {
                 return Err(fail(format!(
                     "replication slot `{name}` is in use by another session (another relay?)"
                 )));
             }
-            if wal_status.as_deref() == Some("lost") {
-                return Err(fail(format!(
-                    "replication slot `{name}` is lost (its WAL was removed, see \
-                     max_slot_wal_keep_size); events may be missing from the stream"
-                )));
-            }
+            let catch_up = match recorded {
+                Some(r) => r.get::<_, Option<String>>(0),
+                None => {
+                    // A slot made outside the relay: adopt it as it is.
+                    client
+                        .execute(&format!("INSERT INTO {state} (slot) VALUES ($1)"), &[name])
+                        .await
+                        .map_err(db)?;
+                    None
+                }
+            };
             let lsn: Option<String> = row.get(2);
-            Ok(lsn.and_then(|l| l.parse().ok()).unwrap_or_default())
+            Ok(SlotState {
+                confirmed: lsn.and_then(|l| l.parse().ok()).unwrap_or_default(),
+                catch_up,
+            })
         }
-        None => {
+        (None, Some(recorded)) => {
+            let created: String = recorded.get(1);
+            Err(SourceError::SlotUnusable(format!(
+                "`{name}` was created by the relay at {created} but no longer exists; \
+                 events written since it vanished would be skipped if it were re-created \
+                 silently. Run `outbox-relay recover-slot` to recreate it and publish \
+                 every row not yet marked sent"
+            )))
+        }
+        (None, None) => {
             if !settings.create {
                 return Err(fail(format!(
                     "replication slot `{name}` does not exist and source.replication.create is false"
                 )));
             }
-            let mut conn = ReplicationConnection::connect(postgres)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let rows = conn
-                .simple_query(&format!(
-                    "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                    quote_ident(name)
-                ))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let lsn = rows
-                .first()
-                .and_then(|r| r.get(1).cloned().flatten())
-                .and_then(|l| l.parse().ok())
-                .unwrap_or_default();
-            tracing::info!(slot = %name, at = %lsn, "created replication slot");
-            Ok(lsn)
+            create(
+                client,
+                postgres,
+                name,
+                schema,
+                id_column,
+                unsent_filter,
+                &state,
+            )
+            .await
         }
     }
+}
+
+/// Creates the slot and records where the one-time pass over older rows
+/// ends, reading the table in the slot's own snapshot so that every row is
+/// either before it (the pass) or in the stream.
+async fn create(
+    client: &Client,
+    postgres: &PostgresConfig,
+    name: &str,
+    schema: &OutboxSchema,
+    id_column: &str,
+    unsent_filter: &str,
+    state: &str,
+) -> Result<SlotState, SourceError> {
+    let fail = |text: String| SourceError::Replication(text);
+    let db = |e: tokio_postgres::Error| SourceError::Claim(e);
+    let mut conn = ReplicationConnection::connect(postgres)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let rows = conn
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+            quote_ident(name)
+        ))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let field = |i: usize| rows.first().and_then(|r| r.get(i).cloned().flatten());
+    let confirmed: Lsn = field(1).and_then(|l| l.parse().ok()).unwrap_or_default();
+    let snapshot = field(2).ok_or_else(|| fail("slot created without a snapshot".into()))?;
+
+    let catch_up = if SEQUENTIAL_IDS.contains(&schema.id_type.as_str()) {
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{}'",
+                snapshot.replace('\'', "''")
+            ))
+            .await
+            .map_err(db)?;
+        let id = quote_ident(id_column);
+        let last: Option<String> = client
+            .query_one(
+                &format!(
+                    "SELECT max({id})::text FROM {}{unsent_filter}",
+                    schema.table
+                ),
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        client.batch_execute("COMMIT").await.map_err(db)?;
+        last
+    } else {
+        // No write order in the ids: the pass takes every unsent row.
+        Some(String::new())
+    };
+    drop(conn);
+    client
+        .execute(
+            &format!("INSERT INTO {state} (slot, catch_up_until) VALUES ($1, $2)"),
+            &[&name, &catch_up],
+        )
+        .await
+        .map_err(db)?;
+    tracing::info!(slot = %name, at = %confirmed, catch_up = ?catch_up, "created replication slot");
+    Ok(SlotState {
+        confirmed,
+        catch_up,
+    })
+}
+
+/// Records that the pass over older rows is complete.
+pub async fn finish_catch_up(
+    client: &Client,
+    table: &TableName,
+    slot: &str,
+) -> Result<(), SourceError> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET catch_up_until = NULL WHERE slot = $1",
+                state_table(table)
+            ),
+            &[&slot],
+        )
+        .await
+        .map_err(SourceError::Claim)?;
+    Ok(())
+}
+
+/// `outbox-relay recover-slot`: drops the slot (if any) and forgets it, so
+/// the next start creates it again and publishes every unsent row first.
+pub async fn recover(
+    client: &Client,
+    table: &TableName,
+    slot: &str,
+) -> Result<String, SourceError> {
+    let db = |e: tokio_postgres::Error| SourceError::Claim(e);
+    let dropped = client
+        .query_opt(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(db)?
+        .is_some();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {0} (slot text PRIMARY KEY, \
+             catch_up_until text, created_at timestamptz NOT NULL DEFAULT now())",
+            state_table(table)
+        ))
+        .await
+        .map_err(db)?;
+    client
+        .execute(
+            &format!("DELETE FROM {} WHERE slot = $1", state_table(table)),
+            &[&slot],
+        )
+        .await
+        .map_err(db)?;
+    Ok(if dropped {
+        format!(
+            "dropped slot `{slot}`; the next start recreates it and first publishes every unsent row"
+        )
+    } else {
+        format!(
+            "slot `{slot}` did not exist; the next start creates it and first publishes every unsent row"
+        )
+    })
 }

@@ -13,10 +13,10 @@ use super::connection::{ReplicationConnection, ReplicationError, StreamMessage};
 use super::mapping::{RowMapping, from_pg_micros, message_event};
 use super::pgoutput::{Lsn, PgOutput, decode};
 use super::slot;
-use crate::config::{Config, OutboxConfig, PostgresConfig, ReplicationConfig};
+use crate::config::{ColumnsConfig, Config, OutboxConfig, PostgresConfig, ReplicationConfig};
 use crate::event::OutboxEvent;
 use crate::metrics::{Component, metrics};
-use crate::outbox::{OutboxSchema, OutboxSql, TableName};
+use crate::outbox::{OutboxSchema, OutboxSql, TableName, quote_ident};
 use crate::postgres;
 use crate::source::{Source, SourceError};
 
@@ -51,6 +51,9 @@ pub struct ReplicationSource {
     received: Lsn,
     last_status: Instant,
     ever_connected: bool,
+    /// Prepared (slot checked) but not yet streaming.
+    prepared: bool,
+    catch_up: Option<String>,
 }
 
 impl ReplicationSource {
@@ -71,11 +74,16 @@ impl ReplicationSource {
             received: Lsn(0),
             last_status: Instant::now(),
             ever_connected: false,
+            prepared: false,
+            catch_up: None,
         })
     }
 
-    async fn ensure_connected(&mut self) -> Result<(), SourceError> {
-        if self.stream.is_some() {
+    /// Checks the table, publication and slot (creating them if allowed)
+    /// and opens the session rows are marked on. Streaming starts at the
+    /// first claim, after any catch-up pass.
+    async fn prepare(&mut self) -> Result<(), SourceError> {
+        if self.prepared {
             return Ok(());
         }
         let client = postgres::connect(&self.postgres, "replication marks", None).await?;
@@ -84,7 +92,31 @@ impl ReplicationSource {
             .prepare(&OutboxSql::new(&self.outbox, &schema).mark)
             .await
             .map_err(SourceError::Ack)?;
-        let confirmed = slot::prepare(&client, &self.postgres, &self.settings, &self.table).await?;
+        let unsent = ColumnsConfig::optional(&self.outbox.columns.sent_at)
+            .map(|c| format!(" WHERE {} IS NULL", quote_ident(c)))
+            .unwrap_or_default();
+        let state = slot::prepare(
+            &client,
+            &self.postgres,
+            &self.settings,
+            &schema,
+            &self.outbox.columns.id,
+            &unsent,
+        )
+        .await?;
+        self.confirmed = state.confirmed;
+        self.received = state.confirmed;
+        self.catch_up = state.catch_up;
+        self.marks = Some((client, mark));
+        self.prepared = true;
+        Ok(())
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), SourceError> {
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        self.prepare().await?;
         let mut stream = ReplicationConnection::connect(&self.postgres)
             .await
             .map_err(replication)?;
@@ -94,16 +126,13 @@ impl ReplicationSource {
             .map_err(replication)?;
         if self.ever_connected {
             metrics().reconnects.with_label_values(&["postgres"]).inc();
-            tracing::info!(slot = %self.settings.slot, from = %confirmed, "replication resumed");
+            tracing::info!(slot = %self.settings.slot, from = %self.confirmed, "replication resumed");
         } else {
-            tracing::info!(slot = %self.settings.slot, from = %confirmed, "replication started");
+            tracing::info!(slot = %self.settings.slot, from = %self.confirmed, "replication started");
         }
         self.ever_connected = true;
         metrics().set_connected(Component::Postgres, true);
-        self.confirmed = confirmed;
-        self.received = confirmed;
         self.stream = Some(stream);
-        self.marks = Some((client, mark));
         Ok(())
     }
 
@@ -113,6 +142,7 @@ impl ReplicationSource {
         tracing::warn!(error = %error, "replication session lost; resuming from the slot");
         self.stream = None;
         self.marks = None;
+        self.prepared = false;
         self.mappings.clear();
         self.open = None;
         self.ready.clear();
@@ -289,7 +319,24 @@ impl Source for ReplicationSource {
     }
 
     async fn connect(&mut self) -> Result<(), SourceError> {
-        self.ensure_connected().await
+        let result = self.prepare().await;
+        if result.is_ok() {
+            metrics().set_connected(Component::Postgres, true);
+        }
+        result
+    }
+
+    fn catch_up_bound(&self) -> Option<String> {
+        self.catch_up.clone()
+    }
+
+    async fn finish_catch_up(&mut self) -> Result<(), SourceError> {
+        self.prepare().await?;
+        let (client, _) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
+        slot::finish_catch_up(client, &self.table, &self.settings.slot).await?;
+        self.catch_up = None;
+        tracing::info!("rows written before the slot existed are published; streaming");
+        Ok(())
     }
 
     async fn claim(&mut self, limit: usize) -> Result<Vec<OutboxEvent>, SourceError> {
