@@ -131,6 +131,9 @@ pub enum MarkMode {
     Update,
     /// `DELETE`: the table holds only unsent rows.
     Delete,
+    /// Leave rows alone (replication mode only: the slot alone records
+    /// progress, and rows can be cleaned up by the application).
+    None,
 }
 
 /// Column names of the outbox table; an empty optional column means absent.

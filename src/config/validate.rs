@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Config, ConfigError, MarkMode, SinkKind};
+use super::{Config, ConfigError, MarkMode, SinkKind, SourceMode};
 use crate::outbox::TableName;
 use crate::sink::template::Template;
 
@@ -38,6 +38,12 @@ impl Config {
             if value.is_empty() {
                 return Err(ConfigError::invalid(key, "must name a column"));
             }
+        }
+        if self.outbox.mark == MarkMode::None && self.source.mode != SourceMode::Replication {
+            return Err(ConfigError::invalid(
+                "outbox.mark",
+                "\"none\" only works with source.mode = \"replication\"; polling must mark rows",
+            ));
         }
         if self.outbox.mark == MarkMode::Update && columns.sent_at.is_empty() {
             return Err(ConfigError::invalid(

@@ -19,7 +19,8 @@ pub struct OutboxSql {
     /// Like `claim`, limited to ids up to `$2` (text): the one-time pass over
     /// rows that predate a replication slot.
     pub claim_until: String,
-    /// `$1` = ids as text[]. Marks or deletes those rows.
+    /// `$1` = ids as text[]. Marks or deletes those rows (with mark = none,
+    /// does nothing).
     pub mark: String,
     /// Unsent rows and the age in seconds of the oldest (NULL without created_at).
     pub backlog: String,
@@ -76,6 +77,8 @@ impl OutboxSql {
                 quote_ident(&c.sent_at)
             ),
             MarkMode::Delete => format!("DELETE FROM {table} WHERE {ids}"),
+            // Nothing to mark; the statement still checks the ids parse.
+            MarkMode::None => format!("SELECT count(*) FROM {table} WHERE false AND {ids}"),
         };
         let oldest = created_at
             .map(|col| format!("extract(epoch FROM now() - min({col}))::float8"))

@@ -26,11 +26,26 @@ pub struct SlotState {
 /// that "ids up to the last one before the slot" is exactly the backlog.
 const SEQUENTIAL_IDS: &[&str] = &["bigint", "integer", "smallint"];
 
+/// The relay's own record of its slots: name, pending catch-up, and the
+/// newest position whose events are confirmed and marked.
 fn state_table(table: &TableName) -> String {
     format!(
         "{}.outbox_relay_slots",
         quote_ident(table.schema_or_public())
     )
+}
+
+/// Creates the state table if missing (and adds columns newer versions use).
+async fn ensure_state_table(client: &Client, table: &TableName) -> Result<(), SourceError> {
+    let state = state_table(table);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {state} (slot text PRIMARY KEY, \
+             catch_up_until text, created_at timestamptz NOT NULL DEFAULT now()); \
+             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS confirmed_lsn text"
+        ))
+        .await
+        .map_err(SourceError::Claim)
 }
 
 /// Makes sure replication can start.
@@ -96,16 +111,12 @@ pub async fn prepare(
     }
 
     let state = state_table(table);
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {state} (slot text PRIMARY KEY, \
-             catch_up_until text, created_at timestamptz NOT NULL DEFAULT now())"
-        ))
-        .await
-        .map_err(db)?;
+    ensure_state_table(client, table).await?;
     let recorded = client
         .query_opt(
-            &format!("SELECT catch_up_until, created_at::text FROM {state} WHERE slot = $1"),
+            &format!(
+                "SELECT catch_up_until, created_at::text, confirmed_lsn FROM {state} WHERE slot = $1"
+            ),
             &[&settings.slot],
         )
         .await
@@ -137,20 +148,28 @@ pub async fn prepare(
                     "replication slot `{name}` is in use by another session (another relay?)"
                 )));
             }
-            let catch_up = match recorded {
-                Some(r) => r.get::<_, Option<String>>(0),
+            let (catch_up, marked) = match recorded {
+                Some(r) => (
+                    r.get::<_, Option<String>>(0),
+                    r.get::<_, Option<String>>(2)
+                        .and_then(|l| l.parse::<Lsn>().ok()),
+                ),
                 None => {
                     // A slot made outside the relay: adopt it as it is.
                     client
                         .execute(&format!("INSERT INTO {state} (slot) VALUES ($1)"), &[name])
                         .await
                         .map_err(db)?;
-                    None
+                    (None, None)
                 }
             };
             let lsn: Option<String> = row.get(2);
+            let slot_lsn: Lsn = lsn.and_then(|l| l.parse().ok()).unwrap_or_default();
+            // Postgres 15 may not persist a slot's confirmed position across
+            // a restart; our own record (written with the marks) is at least
+            // as new, and starting there skips what was already delivered.
             Ok(SlotState {
-                confirmed: lsn.and_then(|l| l.parse().ok()).unwrap_or_default(),
+                confirmed: slot_lsn.max(marked.unwrap_or_default()),
                 catch_up,
             })
         }
@@ -252,6 +271,26 @@ async fn create(
     })
 }
 
+/// Records the newest position whose events are all confirmed and marked.
+pub async fn record_confirmed(
+    client: &Client,
+    table: &TableName,
+    slot: &str,
+    lsn: Lsn,
+) -> Result<(), SourceError> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET confirmed_lsn = $2 WHERE slot = $1",
+                state_table(table)
+            ),
+            &[&slot, &lsn.to_string()],
+        )
+        .await
+        .map_err(SourceError::Ack)?;
+    Ok(())
+}
+
 /// Records that the pass over older rows is complete.
 pub async fn finish_catch_up(
     client: &Client,
@@ -288,14 +327,7 @@ pub async fn recover(
         .await
         .map_err(db)?
         .is_some();
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {0} (slot text PRIMARY KEY, \
-             catch_up_until text, created_at timestamptz NOT NULL DEFAULT now())",
-            state_table(table)
-        ))
-        .await
-        .map_err(db)?;
+    ensure_state_table(client, table).await?;
     client
         .execute(
             &format!("DELETE FROM {} WHERE slot = $1", state_table(table)),

@@ -13,7 +13,9 @@ use super::connection::{ReplicationConnection, ReplicationError, StreamMessage};
 use super::mapping::{RowMapping, from_pg_micros, message_event};
 use super::pgoutput::{Lsn, PgOutput, decode};
 use super::slot;
-use crate::config::{ColumnsConfig, Config, OutboxConfig, PostgresConfig, ReplicationConfig};
+use crate::config::{
+    ColumnsConfig, Config, MarkMode, OutboxConfig, PostgresConfig, ReplicationConfig,
+};
 use crate::event::OutboxEvent;
 use crate::metrics::{Component, metrics};
 use crate::outbox::{OutboxSchema, OutboxSql, TableName, quote_ident};
@@ -93,6 +95,7 @@ impl ReplicationSource {
             .await
             .map_err(SourceError::Ack)?;
         let unsent = ColumnsConfig::optional(&self.outbox.columns.sent_at)
+            .filter(|_| self.outbox.mark == MarkMode::Update)
             .map(|c| format!(" WHERE {} IS NULL", quote_ident(c)))
             .unwrap_or_default();
         let state = slot::prepare(
@@ -106,7 +109,11 @@ impl ReplicationSource {
         .await?;
         self.confirmed = state.confirmed;
         self.received = state.confirmed;
-        self.catch_up = state.catch_up;
+        // Without marks nothing tells which older rows were already sent:
+        // with mark = none the stream starts at the slot.
+        self.catch_up = state
+            .catch_up
+            .filter(|_| self.outbox.mark != MarkMode::None);
         self.marks = Some((client, mark));
         self.prepared = true;
         Ok(())
@@ -121,7 +128,11 @@ impl ReplicationSource {
             .await
             .map_err(replication)?;
         stream
-            .start_replication(&self.settings.slot, Lsn(0), &self.settings.publication)
+            .start_replication(
+                &self.settings.slot,
+                self.confirmed,
+                &self.settings.publication,
+            )
             .await
             .map_err(replication)?;
         if self.ever_connected {
@@ -293,7 +304,7 @@ impl ReplicationSource {
             .filter(|p| p.row)
             .map(|p| p.event.id.clone())
             .collect();
-        if !ids.is_empty() {
+        if !ids.is_empty() && self.outbox.mark != MarkMode::None {
             let (client, mark) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
             let params: [&(dyn ToSql + Sync); 1] = [&ids];
             client
@@ -302,8 +313,12 @@ impl ReplicationSource {
                 .map_err(SourceError::Ack)?;
             metrics().events_acknowledged.inc_by(ids.len() as u64);
         }
-        if let Some(done) = self.claimed[..count].iter().rev().find(|p| p.last) {
-            self.confirmed = self.confirmed.max(done.end);
+        if let Some(done) = self.claimed[..count].iter().rev().find(|p| p.last)
+            && done.end > self.confirmed
+        {
+            self.confirmed = done.end;
+            let (client, _) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
+            slot::record_confirmed(client, &self.table, &self.settings.slot, done.end).await?;
         }
         let rest: Vec<Pending> = self.claimed.drain(..).skip(count).collect();
         for p in rest.into_iter().rev() {
