@@ -22,17 +22,24 @@ use crate::outbox::{OutboxSchema, OutboxSql, TableName, quote_ident};
 use crate::postgres;
 use crate::source::{Source, SourceError};
 
-/// An event with what acknowledging it means for the slot.
+/// An event and the transaction it belongs to.
 #[derive(Debug, Clone)]
 struct Pending {
     event: OutboxEvent,
     /// A table row (to mark sent) rather than a logical message.
     row: bool,
-    /// End LSN of its transaction: where the slot may move once it and
-    /// everything before it is confirmed.
-    end: Lsn,
-    /// The last of its transaction's events.
-    last: bool,
+    /// Sequence number of its transaction in this session.
+    txn: u64,
+}
+
+/// A transaction whose events are not all confirmed yet. The slot may move
+/// to its end once it has committed and it and all before it are confirmed.
+#[derive(Debug)]
+struct TxnProgress {
+    id: u64,
+    unconfirmed: usize,
+    /// Known once its Commit arrived.
+    end: Option<Lsn>,
 }
 
 /// Reads the outbox through logical replication.
@@ -44,7 +51,11 @@ pub struct ReplicationSource {
     stream: Option<ReplicationConnection>,
     marks: Option<(Client, Statement)>,
     mappings: HashMap<u32, RowMapping>,
-    open: Option<(SystemTime, Vec<Pending>)>,
+    /// The transaction being streamed: commit time and sequence number.
+    open: Option<(SystemTime, u64)>,
+    /// Transactions with events in flight, oldest first.
+    txns: VecDeque<TxnProgress>,
+    next_txn: u64,
     ready: VecDeque<Pending>,
     claimed: Vec<Pending>,
     /// The position reported to the server as flushed.
@@ -70,6 +81,8 @@ impl ReplicationSource {
             marks: None,
             mappings: HashMap::new(),
             open: None,
+            txns: VecDeque::new(),
+            next_txn: 0,
             ready: VecDeque::new(),
             claimed: Vec::new(),
             confirmed: Lsn(0),
@@ -156,13 +169,17 @@ impl ReplicationSource {
         self.prepared = false;
         self.mappings.clear();
         self.open = None;
+        self.txns.clear();
         self.ready.clear();
         self.claimed.clear();
         metrics().set_connected(Component::Postgres, false);
     }
 
     fn nothing_pending(&self) -> bool {
-        self.ready.is_empty() && self.claimed.is_empty() && self.open.is_none()
+        self.ready.is_empty()
+            && self.claimed.is_empty()
+            && self.open.is_none()
+            && self.txns.is_empty()
     }
 
     fn handle(&mut self, message: StreamMessage) -> Result<bool, SourceError> {
@@ -182,10 +199,20 @@ impl ReplicationSource {
         }
     }
 
+    /// Events go to `ready` as they arrive, so a huge transaction is cut
+    /// into batches (the stream is read only while fewer than a batch are
+    /// waiting); the slot still moves only at commit boundaries.
     fn apply(&mut self, message: PgOutput) -> Result<(), SourceError> {
         match message {
             PgOutput::Begin { commit_time, .. } => {
-                self.open = Some((from_pg_micros(commit_time), Vec::new()));
+                let id = self.next_txn;
+                self.next_txn += 1;
+                self.open = Some((from_pg_micros(commit_time), id));
+                self.txns.push_back(TxnProgress {
+                    id,
+                    unconfirmed: 0,
+                    end: None,
+                });
             }
             PgOutput::Relation(relation) => {
                 let ours = relation.name == self.table.name
@@ -201,15 +228,11 @@ impl ReplicationSource {
                 }
             }
             PgOutput::Insert { relation, new } => {
-                if let (Some(mapping), Some((commit_time, events))) =
-                    (self.mappings.get(&relation), self.open.as_mut())
+                if let (Some(mapping), Some((commit_time, txn))) =
+                    (self.mappings.get(&relation), self.open)
                 {
-                    events.push(Pending {
-                        event: mapping.event(&new, *commit_time),
-                        row: true,
-                        end: Lsn(0),
-                        last: false,
-                    });
+                    let event = mapping.event(&new, commit_time);
+                    self.push(event, true, txn);
                 }
             }
             PgOutput::LogicalMessage {
@@ -220,32 +243,58 @@ impl ReplicationSource {
             } if !self.settings.message_prefix.is_empty()
                 && prefix == self.settings.message_prefix =>
             {
-                let commit_time = self.open.as_ref().map_or_else(SystemTime::now, |(t, _)| *t);
-                let pending = Pending {
-                    event: message_event(lsn, &content, commit_time),
-                    row: false,
-                    end: lsn,
-                    last: true,
-                };
-                match (transactional, self.open.as_mut()) {
-                    (true, Some((_, events))) => events.push(pending),
-                    _ => self.ready.push_back(pending),
+                match (transactional, self.open) {
+                    (true, Some((commit_time, txn))) => {
+                        self.push(message_event(lsn, &content, commit_time), false, txn);
+                    }
+                    _ => {
+                        // Outside any transaction: it is its own, ending at itself.
+                        let txn = self.next_txn;
+                        self.next_txn += 1;
+                        self.txns.push_back(TxnProgress {
+                            id: txn,
+                            unconfirmed: 0,
+                            end: Some(lsn),
+                        });
+                        self.push(message_event(lsn, &content, SystemTime::now()), false, txn);
+                    }
                 }
             }
             PgOutput::Commit { end_lsn, .. } => {
-                if let Some((_, mut events)) = self.open.take() {
-                    let n = events.len();
-                    for (i, p) in events.iter_mut().enumerate() {
-                        p.end = end_lsn;
-                        p.last = i + 1 == n;
-                    }
-                    self.ready.extend(events);
+                if let Some((_, txn)) = self.open.take()
+                    && let Some(progress) = self.txns.iter_mut().rev().find(|t| t.id == txn)
+                {
+                    progress.end = Some(end_lsn);
                 }
                 self.received = self.received.max(end_lsn);
+                self.advance();
             }
             _ => {}
         }
         Ok(())
+    }
+
+    fn push(&mut self, event: OutboxEvent, row: bool, txn: u64) {
+        if let Some(progress) = self.txns.iter_mut().rev().find(|t| t.id == txn) {
+            progress.unconfirmed += 1;
+        }
+        self.ready.push_back(Pending { event, row, txn });
+    }
+
+    /// Moves `confirmed` past every leading transaction that has committed
+    /// and has no unconfirmed events left.
+    fn advance(&mut self) -> bool {
+        let before = self.confirmed;
+        while let Some(front) = self.txns.front() {
+            match front.end {
+                Some(end) if front.unconfirmed == 0 => {
+                    self.confirmed = self.confirmed.max(end);
+                    self.txns.pop_front();
+                }
+                _ => break,
+            }
+        }
+        self.confirmed != before
     }
 
     /// Reports the confirmed position. With nothing of ours pending, every
@@ -313,12 +362,15 @@ impl ReplicationSource {
                 .map_err(SourceError::Ack)?;
             metrics().events_acknowledged.inc_by(ids.len() as u64);
         }
-        if let Some(done) = self.claimed[..count].iter().rev().find(|p| p.last)
-            && done.end > self.confirmed
-        {
-            self.confirmed = done.end;
+        for p in &self.claimed[..count] {
+            if let Some(progress) = self.txns.iter_mut().find(|t| t.id == p.txn) {
+                progress.unconfirmed = progress.unconfirmed.saturating_sub(1);
+            }
+        }
+        if self.advance() {
             let (client, _) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
-            slot::record_confirmed(client, &self.table, &self.settings.slot, done.end).await?;
+            slot::record_confirmed(client, &self.table, &self.settings.slot, self.confirmed)
+                .await?;
         }
         let rest: Vec<Pending> = self.claimed.drain(..).skip(count).collect();
         for p in rest.into_iter().rev() {
