@@ -5,6 +5,9 @@
 #
 #   bench/drain.sh stdout|rabbitmq|kafka [ROWS]
 #
+# Any OUTBOX_RELAY_* variable reaches the relay, e.g.
+#   OUTBOX_RELAY_SOURCE__MODE=replication bench/drain.sh stdout
+#
 # A first step towards the benchmark harness; brokers bound the end-to-end
 # figures on small machines, so compare sinks within one run only.
 set -euo pipefail
@@ -26,8 +29,10 @@ cleanup() {
 trap cleanup EXIT
 PSQL=(psql -XAtq -h 127.0.0.1 -U postgres)
 
+# Slots of an earlier run would keep WAL and block DROP DATABASE.
 PGOPTIONS="-c client_min_messages=warning" "${PSQL[@]}" -d postgres \
-    -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+    -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" \
+    -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 cat >"$work/relay.toml" <<TOML
 [postgres]
 url = "postgres://postgres@127.0.0.1:5432/$DB"
@@ -46,6 +51,11 @@ listen = "127.0.0.1:0"
 level = "warn"
 TOML
 "$BIN" --config "$work/relay.toml" migrate >/dev/null
+if [ "${OUTBOX_RELAY_SOURCE__MODE:-polling}" = replication ]; then
+    # Slot first, so the backlog is streamed rather than caught up by polling.
+    "${PSQL[@]}" -d "$DB" -c "CREATE PUBLICATION outbox_relay FOR TABLE outbox WITH (publish = 'insert')" \
+        -c "SELECT pg_create_logical_replication_slot('outbox_relay', 'pgoutput')" >/dev/null
+fi
 "${PSQL[@]}" -d "$DB" -c "
     INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, headers)
     SELECT 'order', 'agg-' || (i % 1000), 'created',
@@ -79,5 +89,7 @@ rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$relay/status")
 cpu_ticks=$(awk '{print $14 + $15}' "/proc/$relay/stat")
 kill -TERM "$relay"
 wait "$relay" || true
+"${PSQL[@]}" -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$DB'" >/dev/null
 awk -v s="$SINK" -v n="$ROWS" -v a="$start" -v b="$end" -v r="$rss_kb" -v c="$cpu_ticks" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { t = b - a; printf "sink=%s rows=%d seconds=%.2f rows_per_s=%.0f peak_rss_mb=%.1f cpu_s_per_1k=%.3f\n", s, n, t, n / t, r / 1024, (c / hz) / (n / 1000) }'
+    -v m="${OUTBOX_RELAY_SOURCE__MODE:-polling}" \
+    'BEGIN { t = b - a; printf "mode=%s sink=%s rows=%d seconds=%.2f rows_per_s=%.0f peak_rss_mb=%.1f cpu_s_per_1k=%.3f\n", m, s, n, t, n / t, r / 1024, (c / hz) / (n / 1000) }'

@@ -1,0 +1,114 @@
+//! A slot Postgres invalidated (`lost`, past `max_slot_wal_keep_size`) is
+//! reported with what to do, never silently replaced; `recover-slot` gets
+//! the relay going again.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::relay::Relay;
+use support::setup::Setup;
+use support::{sh, writers};
+
+fn psql_admin(sql: &str) {
+    sh(
+        "psql",
+        &[
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ],
+    );
+}
+
+/// Puts the server settings back however the test ends.
+struct RestoreSettings;
+
+impl Drop for RestoreSettings {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| {
+            psql_admin("ALTER SYSTEM RESET max_slot_wal_keep_size");
+            psql_admin("SELECT pg_reload_conf()");
+        });
+    }
+}
+
+/// Runs the relay until it exits on its own; returns its status and log.
+async fn run_to_exit(relay: Relay) -> (Option<i32>, String) {
+    let mut relay = relay;
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = relay.try_wait() {
+                return (status.code(), relay.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay kept running:\n{}",
+                relay.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("waiter")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_slot_is_a_clear_error_until_recovered() {
+    let _restore = RestoreSettings;
+    let setup = Setup::replication(100).await;
+
+    // A slot Postgres invalidates while the relay is away.
+    let mut relay = setup.start_relay().await;
+    let written = writers::write(&setup.db.url, 1, 20, 1, Duration::ZERO).await;
+    setup.settle("before the slot was lost", &written).await;
+    relay.sigterm(Duration::from_secs(10)).expect("stops");
+    writers::write(&setup.db.url, 1, 20, 1, Duration::ZERO).await;
+    psql_admin("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    psql_admin("SELECT pg_reload_conf()");
+    setup.db.psql("CREATE TABLE filler (body text)");
+    let slot = setup.db.name.clone();
+    let mut lost = false;
+    for _ in 0..20 {
+        setup.db.psql(
+            "INSERT INTO filler SELECT repeat('z', 1000) FROM generate_series(1, 20000); \
+             SELECT pg_switch_wal(); CHECKPOINT",
+        );
+        let status = setup.db.psql(&format!(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        ));
+        if status.trim() == "lost" {
+            lost = true;
+            break;
+        }
+    }
+    assert!(lost, "the slot was invalidated");
+    let (code, log) = run_to_exit(Relay::start(&setup.config)).await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("is lost") && log.contains("recover-slot"),
+        "{log}"
+    );
+    psql_admin("ALTER SYSTEM RESET max_slot_wal_keep_size");
+    psql_admin("SELECT pg_reload_conf()");
+
+    let out = setup.config.command("recover-slot");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dropped slot"));
+    let _relay = setup.start_relay().await;
+    let unsent = setup.db.unsent().await;
+    assert!(unsent >= 0, "the relay runs again after recover-slot");
+    setup.queue.delete().await;
+}
