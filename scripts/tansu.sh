@@ -3,7 +3,7 @@
 # Kafka compatible, SQLite storage), built once from crates.io and cached
 # outside the clone, listening on 127.0.0.1:9092.
 #
-#   scripts/tansu.sh install | start | stop | kill | status
+#   scripts/tansu.sh install | start | stop | kill | reset | status
 #
 # `kill` stops it with SIGKILL, as a crash would (tests use it for outages).
 set -euo pipefail
@@ -73,11 +73,18 @@ kill)
     fi
     rm -f "$PIDFILE"
     ;;
+reset)
+    # Throw away all topics: the SQLite store slows down as it grows, and
+    # tests need none of an earlier run's data.
+    "$0" kill
+    rm -rf "$STATE"
+    "$0" start
+    ;;
 status)
     running && echo "running (pid $(cat "$PIDFILE"))" || { echo "stopped"; exit 1; }
     ;;
 *)
-    echo "usage: $0 install | start | stop | kill | status" >&2
+    echo "usage: $0 install | start | stop | kill | reset | status" >&2
     exit 2
     ;;
 esac

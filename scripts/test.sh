@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
+# A fresh Kafka-protocol broker store for every run.
+scripts/tansu.sh reset
 
 # Reuse a target directory outside the clone, so a fresh clone on a machine
 # that built before only rebuilds what changed.
