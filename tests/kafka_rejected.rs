@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::kafka::KafkaSetup;
+use support::relay::{Relay, run_to_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_event_stops_the_relay_without_marking_it() {
@@ -20,21 +19,8 @@ async fn oversized_event_stops_the_relay_without_marking_it() {
                 CASE WHEN i = 5 THEN repeat('x', 20000) ELSE '' END) \
          FROM generate_series(1, 8) i",
     );
-    let mut relay = support::relay::Relay::start(&setup.config);
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = relay.try_wait() {
-                return (status, relay.log_text());
-            }
-            assert!(std::time::Instant::now() < deadline, "relay did not stop");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-    .await
-    .expect("waiter");
-    let (status, log) = status;
-    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    let (code, log) = run_to_exit(Relay::start(&setup.config)).await;
+    assert_eq!(code, Some(1), "log:\n{log}");
     assert!(
         log.contains("rejected event 5"),
         "the error names the event:\n{log}"

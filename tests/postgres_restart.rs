@@ -3,25 +3,11 @@
 
 mod support;
 
+use support::restart_postgres;
 use support::scenarios::outage;
 use support::setup::Setup;
-use support::sh;
 
 const BATCH: usize = 100;
-
-/// Restarting is the outage: it is over by the time the guard drops.
-fn restart_postgres() {
-    let version = sh("sh", &["-c", "ls /etc/postgresql | sort -n | tail -1"]);
-    sh(
-        "pg_ctlcluster",
-        &[
-            "--skip-systemctl-redirect",
-            version.trim(),
-            "main",
-            "restart",
-        ],
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_loses_nothing() {

@@ -4,9 +4,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::relay::Relay;
+use support::relay::{Relay, run_to_exit};
 use support::setup::Setup;
 use support::{sh, writers};
 
@@ -38,27 +38,6 @@ impl Drop for RestoreSettings {
             psql_admin("SELECT pg_reload_conf()");
         });
     }
-}
-
-/// Runs the relay until it exits on its own; returns its status and log.
-async fn run_to_exit(relay: Relay) -> (Option<i32>, String) {
-    let mut relay = relay;
-    tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = relay.try_wait() {
-                return (status.code(), relay.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "relay kept running:\n{}",
-                relay.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-    .await
-    .expect("waiter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

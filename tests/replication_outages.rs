@@ -9,22 +9,9 @@ use std::time::Duration;
 use support::rabbit::BrokerOutage;
 use support::scenarios::outage;
 use support::setup::Setup;
-use support::{sh, writers};
+use support::{restart_postgres, writers};
 
 const BATCH: usize = 100;
-
-fn restart_postgres() {
-    let version = sh("sh", &["-c", "ls /etc/postgresql | sort -n | tail -1"]);
-    sh(
-        "pg_ctlcluster",
-        &[
-            "--skip-systemctl-redirect",
-            version.trim(),
-            "main",
-            "restart",
-        ],
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_outage_then_postgres_restart() {

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::relay::Relay;
+use support::relay::{Relay, run_to_exit};
 use support::setup::Setup;
 use support::writers;
 
@@ -23,21 +23,8 @@ async fn vanished_slot_stops_the_relay_until_recovered() {
         .psql(&format!("SELECT pg_drop_replication_slot('{slot}')"));
     let second = writers::write(&setup.db.url, 1, 50, 2, Duration::ZERO).await;
 
-    let mut relay = Relay::start(&setup.config);
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = relay.try_wait() {
-                return (status, relay.log_text());
-            }
-            assert!(std::time::Instant::now() < deadline, "relay kept running");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-    .await
-    .expect("waiter");
-    let (status, log) = status;
-    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    let (code, log) = run_to_exit(Relay::start(&setup.config)).await;
+    assert_eq!(code, Some(1), "log:\n{log}");
     assert!(
         log.contains("no longer exists") && log.contains("recover-slot"),
         "{log}"

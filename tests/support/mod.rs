@@ -60,3 +60,17 @@ pub fn sh(program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Restarts the machine's PostgreSQL cluster (tests of reconnection).
+pub fn restart_postgres() {
+    let version = sh("sh", &["-c", "ls /etc/postgresql | sort -n | tail -1"]);
+    sh(
+        "pg_ctlcluster",
+        &[
+            "--skip-systemctl-redirect",
+            version.trim(),
+            "main",
+            "restart",
+        ],
+    );
+}

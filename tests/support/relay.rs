@@ -282,3 +282,24 @@ pub fn append(path: &Path, text: &str) {
         .expect("open");
     let _ = f.write_all(text.as_bytes());
 }
+
+/// Waits (up to 60 s) for a relay that is expected to stop on its own;
+/// returns its exit code and log.
+pub async fn run_to_exit(mut relay: Relay) -> (Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = relay.try_wait() {
+                return (status.code(), relay.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay kept running:\n{}",
+                relay.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("waiter")
+}
