@@ -5,7 +5,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PostgresConfig;
 
@@ -16,6 +18,8 @@ pub enum ConnectError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("connecting to postgres timed out after {0:?}")]
     Timeout(std::time::Duration),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// Connects and spawns the task that drives the connection. Each
@@ -30,9 +34,34 @@ pub async fn connect(
     if pg.get_application_name().is_none() {
         pg.application_name(format!("outbox-relay {purpose}"));
     }
-    let (client, mut connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
-        .await
-        .map_err(|_| ConnectError::Timeout(config.connect_timeout))??;
+    let timeout = |_| ConnectError::Timeout(config.connect_timeout);
+    if pg.get_ssl_mode() == SslMode::Require {
+        let tls = crate::tls::client_config().map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let connect = pg.connect(MakeRustlsConnect::new(tls));
+        let (client, connection) = tokio::time::timeout(config.connect_timeout, connect)
+            .await
+            .map_err(timeout)??;
+        drive(connection, purpose, notify);
+        Ok(client)
+    } else {
+        let (client, connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
+            .await
+            .map_err(timeout)??;
+        drive(connection, purpose, notify);
+        Ok(client)
+    }
+}
+
+/// Spawns the task that drives a connection and turns notifications into
+/// wake-ups.
+fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    purpose: &'static str,
+    notify: Option<Arc<Notify>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -53,5 +82,4 @@ pub async fn connect(
             }
         }
     });
-    Ok(client)
 }

@@ -89,3 +89,50 @@ async fn wal_level_below_logical_is_a_clear_error() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_sslmode_require() {
+    let cluster = TempCluster::start(
+        &[
+            "wal_level = logical",
+            "ssl = on",
+            "ssl_cert_file = '/etc/ssl/certs/ssl-cert-snakeoil.pem'",
+            "ssl_key_file = '/etc/ssl/private/ssl-cert-snakeoil.key'",
+        ],
+        &[
+            "hostssl all,replication all 127.0.0.1/32 scram-sha-256",
+            "hostnossl all,replication all 127.0.0.1/32 reject",
+        ],
+    );
+    cluster.psql("CREATE ROLE relay LOGIN REPLICATION PASSWORD 's3cret'");
+    let url = |mode: &str| {
+        format!(
+            "postgres://relay:s3cret@127.0.0.1:{}/postgres?sslmode={mode}",
+            cluster.port
+        )
+    };
+
+    let mut replication = ReplicationConnection::connect(&config(url("require")))
+        .await
+        .expect("replication over TLS");
+    replication
+        .simple_query("IDENTIFY_SYSTEM")
+        .await
+        .expect("identify");
+
+    let client = outbox_relay::postgres::connect(&config(url("require")), "tls test", None)
+        .await
+        .expect("session over TLS");
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(ssl, "the session is encrypted");
+
+    let plain = ReplicationConnection::connect(&config(url("disable"))).await;
+    assert!(plain.is_err(), "the server rejects plaintext");
+}

@@ -15,7 +15,7 @@ use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
 
 use super::pgoutput::Lsn;
 use crate::config::PostgresConfig;
@@ -61,9 +61,13 @@ pub enum StreamMessage {
 /// A result row of a simple query, as text.
 pub type Row = Vec<Option<String>>;
 
+/// The byte stream under a session: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A replication connection.
 pub struct ReplicationConnection {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     read: BytesMut,
     write: BytesMut,
 }
@@ -93,10 +97,18 @@ impl ReplicationConnection {
         let dbname = pg.get_dbname().unwrap_or(&user).to_owned();
         let password = pg.get_password().map(<[u8]>::to_vec);
 
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
+        let stream = tokio::time::timeout(
+            config.connect_timeout,
+            TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
         stream.set_nodelay(true)?;
+        let stream: Box<dyn Io> = if pg.get_ssl_mode() == SslMode::Require {
+            Box::new(start_tls(stream, &host).await?)
+        } else {
+            Box::new(stream)
+        };
         let mut conn = ReplicationConnection {
             stream,
             read: BytesMut::with_capacity(64 * 1024),
@@ -345,6 +357,30 @@ impl ReplicationConnection {
             }
         }
     }
+}
+
+/// Asks for TLS (`SSLRequest`) and, when the server agrees, wraps the
+/// socket (`sslmode=require`: encrypted, certificate not verified).
+async fn start_tls(
+    mut tcp: TcpStream,
+    host: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ReplicationError> {
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    tcp.write_all(&request).await?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await?;
+    if answer[0] != b'S' {
+        return Err(ReplicationError::Config(
+            "sslmode=require but the server does not accept TLS".into(),
+        ));
+    }
+    let config =
+        crate::tls::client_config().map_err(|e| ReplicationError::Config(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| ReplicationError::Config(format!("host `{host}`: {e}")))?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    Ok(connector.connect(name, tcp).await?)
 }
 
 /// A backend message, or one the codec has no variant for.
