@@ -265,7 +265,9 @@ async fn connect_both<S: Source, K: Sink>(
         if !source_up {
             match source.connect().await {
                 Ok(()) => source_up = true,
-                Err(e @ (SourceError::Replication(_) | SourceError::SlotUnusable(_))) => {
+                // At startup a replication error (wal_level, publication,
+                // slot in use) needs the operator, not a retry.
+                Err(e @ SourceError::Replication(_)) => {
                     return Err(RunError::Source(e));
                 }
                 Err(e) if e.is_fatal() => return Err(RunError::Source(e)),

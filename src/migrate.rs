@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use tokio_postgres::Client;
 
 use crate::config::{ColumnsConfig, Config};
-use crate::outbox::{TableName, quote_ident};
+use crate::outbox::{TableName, quote_ident, quote_literal};
 use crate::postgres::{self, ConnectError};
 
 /// Why migrating failed.
@@ -176,10 +176,6 @@ fn fill(template: &str, values: &[(&'static str, String)]) -> String {
         sql = sql.replace(&format!("{{{{{name}}}}}"), value);
     }
     sql
-}
-
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Used by `check` to say whether the trigger is installed.

@@ -6,27 +6,10 @@ mod support;
 
 use std::time::Duration;
 
+use support::db::psql_admin;
 use support::relay::{Relay, run_to_exit};
 use support::setup::Setup;
-use support::{sh, writers};
-
-fn psql_admin(sql: &str) {
-    sh(
-        "psql",
-        &[
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-            sql,
-        ],
-    );
-}
+use support::writers;
 
 /// Puts the server settings back however the test ends.
 struct RestoreSettings;

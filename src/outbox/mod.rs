@@ -6,6 +6,6 @@ mod name;
 mod schema;
 mod sql;
 
-pub use name::{TableName, quote_ident};
+pub use name::{TableName, quote_ident, quote_literal};
 pub use schema::{OutboxSchema, SchemaError};
-pub use sql::OutboxSql;
+pub use sql::{OutboxSql, from_unix_micros, parse_headers};

@@ -47,6 +47,11 @@ impl fmt::Display for TableName {
     }
 }
 
+/// Quotes a string literal for SQL, doubling embedded quotes.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Quotes an identifier for SQL, doubling embedded quotes.
 pub fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))

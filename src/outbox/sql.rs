@@ -122,7 +122,7 @@ impl OutboxSql {
 /// The row's headers object as pairs. A value that is not an object (the
 /// column is free-form jsonb) is kept whole under the header `headers`, so
 /// nothing the application wrote is dropped.
-fn parse_headers(text: &str) -> Vec<(String, serde_json::Value)> {
+pub fn parse_headers(text: &str) -> Vec<(String, serde_json::Value)> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
         Ok(serde_json::Value::Null) => Vec::new(),
@@ -131,7 +131,8 @@ fn parse_headers(text: &str) -> Vec<(String, serde_json::Value)> {
     }
 }
 
-fn from_unix_micros(micros: i64) -> SystemTime {
+/// Microseconds since the Unix epoch as a time.
+pub fn from_unix_micros(micros: i64) -> SystemTime {
     let magnitude = Duration::from_micros(micros.unsigned_abs());
     if micros >= 0 {
         SystemTime::UNIX_EPOCH + magnitude

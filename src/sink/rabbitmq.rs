@@ -163,6 +163,11 @@ impl RabbitMqSink {
 
     async fn publish_all(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
         let fail = |confirmed, error| PublishFailure { confirmed, error };
+        // Connect once per batch; the channel handle is cheap to clone.
+        let channel = match self.link().await {
+            Ok(link) => link.channel.clone(),
+            Err(e) => return Err(fail(0, e)),
+        };
         let mut pending = Vec::with_capacity(events.len());
         let mut send_error = None;
         for event in events {
@@ -174,13 +179,6 @@ impl RabbitMqSink {
                 send_error = Some(e);
                 break;
             }
-            let channel = match self.link().await {
-                Ok(link) => &link.channel,
-                Err(e) => {
-                    send_error = Some(e);
-                    break;
-                }
-            };
             let sent = channel
                 .basic_publish(
                     ShortString::from(exchange.as_str()),

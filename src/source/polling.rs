@@ -35,8 +35,6 @@ pub struct PollingSource {
 /// One live connection with its prepared statements.
 struct Session {
     client: Client,
-    /// The claim takes an id bound as `$2`.
-    bounded: bool,
     claim: Statement,
     mark: Statement,
     sql: OutboxSql,
@@ -106,7 +104,6 @@ impl PollingSource {
         }
         Ok(Session {
             client,
-            bounded: self.until.is_some(),
             claim,
             mark,
             sql,
@@ -136,13 +133,12 @@ impl Source for PollingSource {
             self.release().await;
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let until = self.until.clone().unwrap_or_default();
+        let until = self.until.clone();
         let session = self.session().await?;
         // Sent together: BEGIN and the claim share one round trip.
-        let params: Vec<&(dyn ToSql + Sync)> = if session.bounded {
-            vec![&limit, &until]
-        } else {
-            vec![&limit]
+        let params: Vec<&(dyn ToSql + Sync)> = match &until {
+            Some(until) => vec![&limit, until],
+            None => vec![&limit],
         };
         let result = tokio::try_join!(
             session.client.batch_execute("BEGIN"),

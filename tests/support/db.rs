@@ -112,7 +112,8 @@ impl Drop for TestDb {
     }
 }
 
-fn psql_admin(sql: &str) {
+/// Runs SQL as postgres on the server's `postgres` database.
+pub fn psql_admin(sql: &str) {
     sh(
         "psql",
         &[

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::config::{Host, SslMode};
 
-use super::pgoutput::Lsn;
+use super::pgoutput::{Lsn, PG_EPOCH_OFFSET_MICROS};
 use crate::config::PostgresConfig;
 
 /// What can go wrong on a replication session.
@@ -71,9 +71,6 @@ pub struct ReplicationConnection {
     read: BytesMut,
     write: BytesMut,
 }
-
-/// Microseconds between the Unix epoch and Postgres' 2000-01-01.
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 impl ReplicationConnection {
     /// Connects and authenticates with `replication=database`.
@@ -237,7 +234,7 @@ impl ReplicationConnection {
         let sql = format!(
             "START_REPLICATION SLOT {} LOGICAL {start} (proto_version '1', publication_names {}, messages 'true')",
             crate::outbox::quote_ident(slot),
-            quote_literal(&crate::outbox::quote_ident(publication)),
+            crate::outbox::quote_literal(&crate::outbox::quote_ident(publication)),
         );
         frontend::query(&sql, &mut self.write)?;
         self.flush().await?;
@@ -409,8 +406,4 @@ fn unexpected(frame: &Frame) -> ReplicationError {
         Frame::Backend(m) => format!("{:?}", std::mem::discriminant(m)),
     };
     ReplicationError::Protocol(what)
-}
-
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }

@@ -2,11 +2,12 @@
 //! column names of the configuration against the Relation message (so column
 //! order and later-added columns do not matter).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::pgoutput::{Lsn, Relation, Tuple, Value};
+use super::pgoutput::{Lsn, PG_EPOCH_OFFSET_MICROS, Relation, Tuple, Value};
 use crate::config::{ColumnsConfig, OutboxConfig};
 use crate::event::{OutboxEvent, PayloadKind};
+use crate::outbox::{from_unix_micros, parse_headers};
 
 /// Where each event field sits in the outbox table's rows.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ impl RowMapping {
             .headers
             .and_then(|i| row.get(i))
             .and_then(Value::as_text)
-            .map(headers_from_json)
+            .map(|text| parse_headers(&String::from_utf8_lossy(text)))
             .unwrap_or_default();
         let created_at = self
             .created_at
@@ -141,13 +142,7 @@ pub fn message_event(lsn: Lsn, content: &[u8], commit_time: SystemTime) -> Outbo
 
 /// Microseconds since 2000-01-01 as a time.
 pub fn from_pg_micros(micros: i64) -> SystemTime {
-    const PG_EPOCH_UNIX_SECS: u64 = 946_684_800;
-    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(PG_EPOCH_UNIX_SECS);
-    if micros >= 0 {
-        epoch + Duration::from_micros(micros.unsigned_abs())
-    } else {
-        epoch - Duration::from_micros(micros.unsigned_abs())
-    }
+    from_unix_micros(micros.saturating_add(PG_EPOCH_OFFSET_MICROS))
 }
 
 /// Parses a timestamptz in ISO style with a UTC offset (the replication
@@ -155,14 +150,6 @@ pub fn from_pg_micros(micros: i64) -> SystemTime {
 fn parse_timestamp(text: &str) -> Option<SystemTime> {
     let utc = text.strip_suffix("+00").unwrap_or(text);
     humantime::parse_rfc3339_weak(utc).ok()
-}
-
-fn headers_from_json(text: &[u8]) -> Vec<(String, serde_json::Value)> {
-    match serde_json::from_slice::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-        Ok(serde_json::Value::Null) | Err(_) => Vec::new(),
-        Ok(other) => vec![("headers".into(), other)],
-    }
 }
 
 /// Decodes bytea's text form `\x0a0b…`.

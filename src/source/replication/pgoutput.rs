@@ -6,6 +6,10 @@
 
 use std::fmt;
 
+/// Microseconds between the Unix epoch and Postgres' epoch, 2000-01-01,
+/// which the protocol's timestamps count from.
+pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
 /// A WAL position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(pub u64);

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::connection::ReplicationConnection;
 use super::pgoutput::Lsn;
 use crate::config::{PostgresConfig, ReplicationConfig};
-use crate::outbox::{OutboxSchema, TableName, quote_ident};
+use crate::outbox::{OutboxSchema, TableName, quote_ident, quote_literal};
 use crate::source::SourceError;
 
 /// What `prepare` found or made.
@@ -233,8 +233,8 @@ async fn create(
     let catch_up = if SEQUENTIAL_IDS.contains(&schema.id_type.as_str()) {
         client
             .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{}'",
-                snapshot.replace('\'', "''")
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT {}",
+                quote_literal(&snapshot)
             ))
             .await
             .map_err(db)?;

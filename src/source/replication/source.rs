@@ -262,7 +262,7 @@ impl ReplicationSource {
             }
             PgOutput::Commit { end_lsn, .. } => {
                 if let Some((_, txn)) = self.open.take()
-                    && let Some(progress) = self.txns.iter_mut().rev().find(|t| t.id == txn)
+                    && let Some(progress) = self.progress(txn)
                 {
                     progress.end = Some(end_lsn);
                 }
@@ -275,10 +275,18 @@ impl ReplicationSource {
     }
 
     fn push(&mut self, event: OutboxEvent, row: bool, txn: u64) {
-        if let Some(progress) = self.txns.iter_mut().rev().find(|t| t.id == txn) {
+        if let Some(progress) = self.progress(txn) {
             progress.unconfirmed += 1;
         }
         self.ready.push_back(Pending { event, row, txn });
+    }
+
+    /// The progress entry of transaction `txn`. Entries are pushed with
+    /// consecutive ids and only leave from the front, so this is an index.
+    fn progress(&mut self, txn: u64) -> Option<&mut TxnProgress> {
+        let first = self.txns.front()?.id;
+        let index = usize::try_from(txn.checked_sub(first)?).ok()?;
+        self.txns.get_mut(index)
     }
 
     /// Moves `confirmed` past every leading transaction that has committed
@@ -362,8 +370,9 @@ impl ReplicationSource {
                 .map_err(SourceError::Ack)?;
             metrics().events_acknowledged.inc_by(ids.len() as u64);
         }
-        for p in &self.claimed[..count] {
-            if let Some(progress) = self.txns.iter_mut().find(|t| t.id == p.txn) {
+        for i in 0..count {
+            let txn = self.claimed[i].txn;
+            if let Some(progress) = self.progress(txn) {
                 progress.unconfirmed = progress.unconfirmed.saturating_sub(1);
             }
         }
