@@ -22,6 +22,7 @@ pub async fn run(config: Config, shutdown: Shutdown) {
             if config.source.mode == SourceMode::Replication {
                 slot_gauges(client, &config.source.replication.slot).await;
             }
+            dead_letter_gauge(client, &config).await;
             match client.query_one(sql, &[]).await {
                 Ok(row) => {
                     let count: i64 = row.get(0);
@@ -44,6 +45,25 @@ pub async fn run(config: Config, shutdown: Shutdown) {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.requested() => return,
         }
+    }
+}
+
+/// Dead letters not yet retried; silent while the table does not exist.
+async fn dead_letter_gauge(client: &tokio_postgres::Client, config: &Config) {
+    let Ok(table) = crate::dead_letters::table_name(config) else {
+        return;
+    };
+    let exists = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
+        .await
+        .is_ok_and(|row| row.get::<_, bool>(0));
+    if !exists {
+        return;
+    }
+    let sql = format!("SELECT count(*) FROM {table} WHERE retried_at IS NULL");
+    match client.query_one(&sql, &[]).await {
+        Ok(row) => metrics().dead_letters_pending.set(row.get(0)),
+        Err(e) => tracing::debug!(error = %e, "counting dead letters failed"),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub sink: SinkConfig,
     pub retry: RetryConfig,
+    pub dead_letters: DeadLetterConfig,
+    pub leader: LeaderConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -42,6 +44,8 @@ impl Default for Config {
             source: SourceConfig::default(),
             sink: SinkConfig::default(),
             retry: RetryConfig::default(),
+            dead_letters: DeadLetterConfig::default(),
+            leader: LeaderConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
@@ -300,6 +304,15 @@ pub struct RabbitMqConfig {
     /// How long a batch may wait for its publisher confirms.
     #[serde(deserialize_with = "duration::deserialize")]
     pub confirm_timeout: Duration,
+    /// Largest payload published; a larger event is dead-lettered as
+    /// `oversized` without being sent. Keep it at or below the broker's
+    /// `max_message_size` (16 MiB by default since RabbitMQ 4.0).
+    pub max_message_bytes: usize,
+    /// Also publish dead-lettered events to this exchange (empty: only the
+    /// dead-letter table), with the routing key `dead_letter_routing_key`.
+    pub dead_letter_exchange: String,
+    /// Routing key template for `dead_letter_exchange`.
+    pub dead_letter_routing_key: String,
 }
 
 impl Default for RabbitMqConfig {
@@ -311,6 +324,9 @@ impl Default for RabbitMqConfig {
             declare_exchange: false,
             exchange_type: "topic".into(),
             confirm_timeout: Duration::from_secs(30),
+            max_message_bytes: 16 * 1024 * 1024,
+            dead_letter_exchange: String::new(),
+            dead_letter_routing_key: "{aggregate_type}.{event_type}".into(),
         }
     }
 }
@@ -369,6 +385,56 @@ impl Default for RetryConfig {
         Self {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where events the broker can never take are moved, and when.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// Optionally schema-qualified table, created by `migrate`; empty means
+    /// `<outbox table>_dead_letters` in the outbox's schema.
+    pub table: String,
+    /// Attempts at an event-specific error (oversized, unroutable, ...)
+    /// before the event is dead-lettered; the last attempt publishes it
+    /// alone, so a neighbour's fault is never blamed on it. At least 1.
+    pub max_attempts: u32,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        Self {
+            table: String::new(),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// One active relay per outbox: replicas elect a leader with a Postgres
+/// advisory lock held on a dedicated session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderConfig {
+    /// Off only when a single relay runs and an extra session must be saved.
+    pub enabled: bool,
+    /// How often a standby tries to take the lock: the takeover delay after
+    /// a leader dies with its session.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub takeover_interval: Duration,
+    /// A leader that could not confirm its lock session for this long stops
+    /// publishing. The server ends an idle lock session after twice this,
+    /// so a cut-off leader always stops before a standby can start.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub lease: Duration,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            takeover_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(3),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP listener: `/metrics` for Prometheus, `/healthz` (the process is
-//! alive) and `/readyz` (connected to Postgres and to the broker).
+//! alive) and `/readyz` (the role, and whether this relay can do its part).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -45,6 +45,34 @@ pub async fn serve(
     })
 }
 
+/// A leader is ready when it reaches Postgres and the broker. A standby is
+/// ready when its election session is up: it is healthy and can take over,
+/// and a sidecar's readiness must not take its application out of service.
+fn readiness() -> Response<Full<Bytes>> {
+    let m = metrics();
+    let leader = m.leader.get() == 1;
+    let postgres = m.is_connected(Component::Postgres);
+    let broker = m.is_connected(Component::Broker);
+    let election = m.is_connected(Component::Election);
+    let ready = if leader { postgres && broker } else { election };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let role = if leader { "leader" } else { "standby" };
+    reply(
+        status,
+        "text/plain",
+        format!(
+            "role: {role}\npostgres: {}\nbroker: {}\nelection: {}\n",
+            up(postgres),
+            up(broker),
+            up(election)
+        ),
+    )
+}
+
 async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Ok(reply(
@@ -60,20 +88,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             metrics().render(),
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => {
-            let postgres = metrics().is_connected(Component::Postgres);
-            let broker = metrics().is_connected(Component::Broker);
-            let status = if postgres && broker {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            reply(
-                status,
-                "text/plain",
-                format!("postgres: {}\nbroker: {}\n", up(postgres), up(broker)),
-            )
-        }
+        "/readyz" => readiness(),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     })
 }

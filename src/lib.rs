@@ -4,14 +4,18 @@
 
 pub mod backlog;
 pub mod check;
+pub mod classify;
 pub mod config;
+pub mod dead_letters;
 pub mod event;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod migrate;
 pub mod outbox;
 pub mod pipeline;
 pub mod postgres;
+pub mod replay;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -13,6 +13,9 @@ use outbox_relay::pipeline::{Pipeline, PipelineError};
 use outbox_relay::shutdown::Shutdown;
 use outbox_relay::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
 use outbox_relay::source::{PollingSource, ReplicationSource, Source, SourceError};
+use outbox_relay::metrics::{Component, metrics};
+use outbox_relay::leader::{Election, Lease, Leadership};
+use outbox_relay::replay::{self, ReplayRange};
 use outbox_relay::{backlog, check, http, migrate, shutdown, telemetry};
 
 /// Exit status for a configuration error (as opposed to 1 for a failure).
@@ -29,7 +32,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Run the relay until SIGTERM or SIGINT (the default).
     Run,
@@ -41,6 +44,57 @@ enum Command {
     /// dropped), so the next start recreates it and first publishes every
     /// row not yet marked sent.
     RecoverSlot,
+    /// Show or retry the events the broker could never take.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// Publish already-sent events again (for a consumer that lost its
+    /// data): they go back through the outbox, so the running relay
+    /// publishes them, in order, at least once.
+    Replay {
+        /// First id to replay.
+        #[arg(long)]
+        from_id: Option<String>,
+        /// Last id to replay.
+        #[arg(long)]
+        to_id: Option<String>,
+        /// Events created at or after this time: a timestamp, or a duration
+        /// such as `2h` meaning that long ago.
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+enum DeadLetterAction {
+    /// List dead letters (not yet retried, unless --include-retried).
+    List {
+        /// Only this reason (oversized, unroutable, template, ...).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only this aggregate type.
+        #[arg(long)]
+        aggregate_type: Option<String>,
+        /// Only letters recorded at or after this timestamp.
+        #[arg(long)]
+        since: Option<String>,
+        /// Show letters already retried too.
+        #[arg(long)]
+        include_retried: bool,
+        /// Show at most this many (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Put dead letters back in the stream, once their cause is fixed.
+    Retry {
+        /// Dead-letter ids, as `list` shows them.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every letter not retried yet.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +143,24 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            Command::DeadLetters { action } => report(dead_letters(&config, action).await),
+            Command::Replay {
+                from_id,
+                to_id,
+                since,
+            } => {
+                let range = ReplayRange {
+                    from_id,
+                    to_id,
+                    since,
+                };
+                report(replay::replay(&config, &range).await.map(|count| {
+                    vec![format!(
+                        "replayed {count} event(s) from {}; the relay will publish them again",
+                        config.outbox.table
+                    )]
+                }))
+            }
             Command::Check => match check::run(&config).await {
                 0 => ExitCode::SUCCESS,
                 problems => {
@@ -98,6 +170,55 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+/// Prints a subcommand's lines, or its error, and picks the exit status.
+fn report<E: std::fmt::Display>(result: Result<Vec<String>, E>) -> ExitCode {
+    match result {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dead_letters(
+    config: &Config,
+    action: DeadLetterAction,
+) -> Result<Vec<String>, outbox_relay::dead_letters::DeadLetterError> {
+    use outbox_relay::dead_letters::{ListFilter, RetryTarget, list, retry};
+    match action {
+        DeadLetterAction::List {
+            reason,
+            aggregate_type,
+            since,
+            include_retried,
+            limit,
+        } => {
+            let filter = ListFilter {
+                reason,
+                aggregate_type,
+                since,
+                include_retried,
+                limit,
+            };
+            list(config, &filter).await
+        }
+        DeadLetterAction::Retry { ids, all } => {
+            let target = if all {
+                RetryTarget::All
+            } else {
+                RetryTarget::Ids(ids)
+            };
+            retry(config, target).await
+        }
+    }
 }
 
 async fn recover_slot(config: &Config) -> Result<String, SourceError> {
@@ -155,15 +276,59 @@ async fn run(config: Config) -> Result<(), RunError> {
     tokio::spawn(server);
     tokio::spawn(backlog::run(config.clone(), shutdown.clone()));
 
-    let result = match config.source.mode {
-        SourceMode::Polling => with_sink(&config, PollingSource::new(&config), shutdown).await,
-        SourceMode::Replication => match ReplicationSource::new(&config) {
-            Ok(source) => with_sink(&config, source, shutdown).await,
-            Err(e) => Err(RunError::Source(e)),
-        },
-    };
+    let result = lead(&config, &shutdown).await;
     signals.abort();
     result
+}
+
+/// Waits to be elected (when `leader.enabled`), relays while leader, and
+/// goes back to standby if the lease is lost.
+async fn lead(config: &Config, shutdown: &Shutdown) -> Result<(), RunError> {
+    let election = Election::new(config);
+    loop {
+        let lease = if config.leader.enabled {
+            match election.acquire(shutdown).await {
+                Some(lease) => lease,
+                None => return Ok(()),
+            }
+        } else {
+            Lease::unconditional()
+        };
+        metrics().leader.set(1);
+        let leadership = lease.leadership();
+        let result = tokio::select! {
+            result = relay_from_source(config, shutdown.clone(), leadership) => result,
+            () = lease.lost() => Err(RunError::Pipeline(PipelineError::LostLeadership)),
+        };
+        // Dropping the relay above closed its sessions; now the lock's.
+        drop(lease);
+        metrics().leader.set(0);
+        metrics().set_connected(Component::Postgres, false);
+        metrics().set_connected(Component::Broker, false);
+        match result {
+            Err(RunError::Pipeline(PipelineError::LostLeadership)) => {
+                tracing::warn!("lost leadership: stopped publishing; back to standby");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Builds the configured source and relays from it.
+async fn relay_from_source(
+    config: &Config,
+    shutdown: Shutdown,
+    leadership: Leadership,
+) -> Result<(), RunError> {
+    match config.source.mode {
+        SourceMode::Polling => {
+            with_sink(config, PollingSource::new(config), shutdown, leadership).await
+        }
+        SourceMode::Replication => match ReplicationSource::new(config) {
+            Ok(source) => with_sink(config, source, shutdown, leadership).await,
+            Err(e) => Err(RunError::Source(e)),
+        },
+    }
 }
 
 /// Builds the configured sink and relays from `source` to it.
@@ -171,17 +336,20 @@ async fn with_sink<S: Source>(
     config: &Config,
     source: S,
     shutdown: Shutdown,
+    leadership: Leadership,
 ) -> Result<(), RunError> {
     match config.sink.kind {
         SinkKind::Rabbitmq => match RabbitMqSink::new(&config.sink.rabbitmq) {
-            Ok(sink) => relay(config, source, sink, shutdown).await,
+            Ok(sink) => relay(config, source, sink, shutdown, leadership).await,
             Err(e) => Err(RunError::Sink(e)),
         },
         SinkKind::Kafka => match KafkaSink::new(&config.sink.kafka) {
-            Ok(sink) => relay(config, source, sink, shutdown).await,
+            Ok(sink) => relay(config, source, sink, shutdown, leadership).await,
             Err(e) => Err(RunError::Sink(e)),
         },
-        SinkKind::Stdout => relay(config, source, StdoutSink::new(), shutdown).await,
+        SinkKind::Stdout => {
+            relay(config, source, StdoutSink::new(), shutdown, leadership).await
+        }
     }
 }
 
@@ -196,6 +364,7 @@ async fn relay<S: Source, K: Sink>(
     mut source: S,
     mut sink: K,
     shutdown: Shutdown,
+    leadership: Leadership,
 ) -> Result<(), RunError> {
     if !connect_both(config, &mut source, &mut sink, &shutdown).await? {
         return Ok(());
@@ -208,14 +377,14 @@ async fn relay<S: Source, K: Sink>(
                 until,
                 "publishing rows written before the replication slot existed"
             );
-            let mut pass = Pipeline {
-                source: PollingSource::until(config, until),
+            let mut pass = Pipeline::new(
+                PollingSource::until(config, until),
                 sink,
-                batch_size: config.source.batch_size(),
-                retry: config.retry.clone(),
-                shutdown: shutdown.clone(),
-                drain_only: true,
-            };
+                config,
+                shutdown.clone(),
+                leadership.clone(),
+            );
+            pass.drain_only = true;
             pass.run().await?;
             if shutdown.is_requested() {
                 return Ok(());
@@ -226,14 +395,7 @@ async fn relay<S: Source, K: Sink>(
                 .map_err(PipelineError::Source)?;
             sink = pass.sink;
         }
-        let mut pipeline = Pipeline {
-            source,
-            sink,
-            batch_size: config.source.batch_size(),
-            retry: config.retry.clone(),
-            shutdown: shutdown.clone(),
-            drain_only: false,
-        };
+        let mut pipeline = Pipeline::new(source, sink, config, shutdown.clone(), leadership);
         pipeline.run().await
     };
     tokio::select! {

@@ -46,6 +46,12 @@ pub struct Metrics {
     pub kafka_queue_messages: IntGauge,
     /// Produce requests awaiting a broker response (Kafka sink only).
     pub kafka_in_flight_requests: IntGauge,
+    /// Events moved to the dead-letter table, by sink and reason.
+    pub dead_letters: IntCounterVec,
+    /// Rows in the dead-letter table not yet retried.
+    pub dead_letters_pending: IntGauge,
+    /// 1 while this relay holds the outbox's leader lock and publishes.
+    pub leader: IntGauge,
 }
 
 /// Name prefix shared by every metric.
@@ -180,8 +186,26 @@ impl Metrics {
                 "Produce requests sent to Kafka brokers and awaiting a response.",
             ))
             .expect("metric"),
+            dead_letters: IntCounterVec::new(
+                opts(
+                    "dead_letters_total",
+                    "Events moved to the dead-letter table because the broker can never take them.",
+                ),
+                &["sink", "reason"],
+            )
+            .expect("metric"),
+            dead_letters_pending: IntGauge::with_opts(opts(
+                "dead_letters_pending",
+                "Rows in the dead-letter table not yet retried.",
+            ))
+            .expect("metric"),
+            leader: IntGauge::with_opts(opts(
+                "leader",
+                "1 while this relay holds the outbox's leader lock and publishes; 0 on standby.",
+            ))
+            .expect("metric"),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(m.events_published.clone()),
             Box::new(m.events_acknowledged.clone()),
             Box::new(m.publish_failures.clone()),
@@ -198,6 +222,9 @@ impl Metrics {
             Box::new(m.slot_healthy.clone()),
             Box::new(m.kafka_queue_messages.clone()),
             Box::new(m.kafka_in_flight_requests.clone()),
+            Box::new(m.dead_letters.clone()),
+            Box::new(m.dead_letters_pending.clone()),
+            Box::new(m.leader.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("unique metric names");
@@ -239,6 +266,8 @@ pub enum Component {
     Postgres,
     /// The sink's connection to the broker.
     Broker,
+    /// The session holding (or waiting for) the leader lock.
+    Election,
 }
 
 impl Component {
@@ -246,6 +275,7 @@ impl Component {
         match self {
             Component::Postgres => "postgres",
             Component::Broker => "broker",
+            Component::Election => "election",
         }
     }
 }

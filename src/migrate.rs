@@ -35,8 +35,19 @@ struct Migration {
     version: i32,
     name: &'static str,
     sql: &'static str,
-    /// Re-applied whenever its `detail` changes (the trigger's channel).
-    repeatable: bool,
+    /// What, when it changes, makes the migration run again.
+    detail: Detail,
+}
+
+/// The configuration a migration depends on beyond the outbox itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// Applied once.
+    None,
+    /// The trigger's channel (skipped when empty).
+    NotifyChannel,
+    /// The dead-letter table's name.
+    DeadLetterTable,
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -44,13 +55,19 @@ const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "create_outbox",
         sql: include_str!("../migrations/0001_create_outbox.sql"),
-        repeatable: false,
+        detail: Detail::None,
     },
     Migration {
         version: 2,
         name: "notify_trigger",
         sql: include_str!("../migrations/0002_notify_trigger.sql"),
-        repeatable: true,
+        detail: Detail::NotifyChannel,
+    },
+    Migration {
+        version: 3,
+        name: "dead_letters",
+        sql: include_str!("../migrations/0003_dead_letters.sql"),
+        detail: Detail::DeadLetterTable,
     },
 ];
 
@@ -60,8 +77,9 @@ const LOCK_KEY: i64 = 0x6f75_7462_6f78; // "outbox"
 /// Applies pending migrations and prints one line per migration.
 pub async fn run(config: &Config) -> Result<(), MigrateError> {
     let table = TableName::parse(&config.outbox.table).map_err(MigrateError::Table)?;
+    let dead_letters = crate::dead_letters::table_name(config).map_err(MigrateError::Table)?;
     let mut client = postgres::connect(&config.postgres, "migrate", None).await?;
-    let values = placeholders(config, &table);
+    let values = placeholders(config, &table, &dead_letters);
     let schema = quote_ident(table.schema_or_public());
     let target = table.to_string();
     let channel = &config.source.polling.notify_channel;
@@ -80,15 +98,19 @@ pub async fn run(config: &Config) -> Result<(), MigrateError> {
     let applied = applied(&tx, &schema, &target).await?;
 
     for m in MIGRATIONS {
-        let detail = if m.repeatable { channel.as_str() } else { "" };
-        if m.version == 2 && channel.is_empty() {
+        let detail = match m.detail {
+            Detail::None => String::new(),
+            Detail::NotifyChannel => channel.clone(),
+            Detail::DeadLetterTable => dead_letters.to_string(),
+        };
+        if m.detail == Detail::NotifyChannel && channel.is_empty() {
             println!(
                 "{:04} {}: skipped (source.polling.notify_channel is empty)",
                 m.version, m.name
             );
             continue;
         }
-        if applied.get(&m.version).is_some_and(|d| d == detail) {
+        if applied.get(&m.version).is_some_and(|d| *d == detail) {
             println!("{:04} {}: already applied to {target}", m.version, m.name);
             continue;
         }
@@ -133,7 +155,11 @@ async fn applied(
 
 /// Values for the `{{placeholders}}` of the migration files. A column
 /// configured as absent gets its default name: the table is ours to shape.
-fn placeholders(config: &Config, table: &TableName) -> Vec<(&'static str, String)> {
+fn placeholders(
+    config: &Config,
+    table: &TableName,
+    dead_letters: &TableName,
+) -> Vec<(&'static str, String)> {
     let c = &config.outbox.columns;
     let d = ColumnsConfig::default();
     let column =
@@ -163,6 +189,11 @@ fn placeholders(config: &Config, table: &TableName) -> Vec<(&'static str, String
         ("headers", column(&c.headers, &d.headers)),
         ("created_at", column(&c.created_at, &d.created_at)),
         ("sent_at", column(&c.sent_at, &d.sent_at)),
+        ("dead_letters", dead_letters.to_string()),
+        (
+            "dead_letters_pending_index",
+            quote_ident(&format!("{}_pending_idx", dead_letters.name)),
+        ),
         (
             "channel",
             quote_literal(&config.source.polling.notify_channel),
@@ -199,7 +230,7 @@ mod tests {
     fn every_placeholder_is_filled() {
         let config = Config::default();
         let table = TableName::parse(&config.outbox.table).expect("valid");
-        let values = placeholders(&config, &table);
+        let values = placeholders(&config, &table, &table);
         for m in MIGRATIONS {
             let sql = fill(m.sql, &values);
             // The header comment mentions {{placeholders}} by name.

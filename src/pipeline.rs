@@ -6,16 +6,26 @@
 //! retries with exponential backoff and jitter, forever: an event is never
 //! skipped. After a failure the batch size drops to one event and doubles
 //! with each success, which bounds the duplicates a flapping broker causes.
+//!
+//! An event the broker can never take (see [`crate::classify`]) is tried
+//! `dead_letters.max_attempts` times, the last time alone, then recorded in
+//! the dead-letter table and treated as done, so the events behind it go on.
+//!
+//! Memory is bounded by the batch size: the next batch is claimed only
+//! after the broker confirmed the last one, so a slow broker slows reading.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
-use crate::config::RetryConfig;
+use crate::classify::Disposition;
+use crate::config::{Config, RetryConfig};
+use crate::dead_letters::{DeadLetter, DeadLetterError, DeadLetterStore};
 use crate::event::OutboxEvent;
+use crate::leader::Leadership;
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{PublishFailure, Sink};
 use crate::source::{Source, SourceError};
 
 /// One source feeding one sink.
@@ -29,26 +39,62 @@ pub struct Pipeline<S, K> {
     /// Return as soon as the source has nothing ready (a one-time pass)
     /// instead of waiting for more.
     pub drain_only: bool,
+    pub dead_letters: DeadLetterStore,
+    /// Attempts at an event-specific error before dead-lettering (>= 1).
+    pub max_attempts: u32,
+    /// Checked before every publish: a relay that lost its lease stops.
+    pub leadership: Leadership,
+    /// The event that failed last, and how many times in a row.
+    failing: Option<(String, u32)>,
 }
 
 /// Why the pipeline stopped before shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("{0}; it stays unsent (fix it, or remove the row, and restart)")]
-    Refused(SinkError),
     #[error("{0}")]
     Source(SourceError),
+    #[error("{0}; the event stays unsent")]
+    DeadLetter(DeadLetterError),
+    #[error("lost leadership of the outbox")]
+    LostLeadership,
 }
 
 impl<S: Source, K: Sink> Pipeline<S, K> {
+    /// A pipeline with the batch size, retry and dead-letter settings of
+    /// `config`, running until shutdown.
+    pub fn new(
+        source: S,
+        sink: K,
+        config: &Config,
+        shutdown: Shutdown,
+        leadership: Leadership,
+    ) -> Self {
+        Self {
+            source,
+            sink,
+            batch_size: config.source.batch_size(),
+            retry: config.retry.clone(),
+            shutdown,
+            drain_only: false,
+            dead_letters: DeadLetterStore::new(config),
+            max_attempts: config.dead_letters.max_attempts,
+            leadership,
+            failing: None,
+        }
+    }
+
     /// Runs until shutdown is requested, then returns once the in-flight
     /// batch is confirmed and marked. Dropping the future abandons the batch:
-    /// its rows stay unsent. Returns an error when the broker refuses an
-    /// event for good: the relay stops rather than skip it.
+    /// its rows stay unsent. Returns an error when the source or the
+    /// dead-letter table is unusable, or leadership is lost.
     pub async fn run(&mut self) -> Result<(), PipelineError> {
         let mut limit = self.batch_size;
         let mut backoff = self.backoff();
         while !self.shutdown.is_requested() {
+            if !self.leadership.is_held() {
+                self.source.release().await;
+                return Err(PipelineError::LostLeadership);
+            }
             let events = match self.source.claim(limit).await {
                 Ok(events) => events,
                 Err(e) if e.is_fatal() => {
@@ -85,9 +131,9 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                     limit = 1;
                     self.pause(&mut backoff).await;
                 }
-                Outcome::Refused(error) => {
+                Outcome::Stop(error) => {
                     self.source.release().await;
-                    return Err(PipelineError::Refused(error));
+                    return Err(error);
                 }
             }
         }
@@ -95,26 +141,91 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
         Ok(())
     }
 
-    /// Publishes and marks one batch.
+    /// Publishes and marks one batch, dead-lettering the events the broker
+    /// can never take.
     async fn relay_batch(&mut self, events: &[OutboxEvent]) -> Outcome {
         let label = self.sink.label();
         metrics().batch_size.observe(events.len() as f64);
         let started = Instant::now();
-        let outcome = self.sink.publish(events).await;
-        let confirmed = match &outcome {
-            Ok(()) => events.len(),
-            Err(failure) => failure.confirmed,
+        // events[..done] are confirmed or dead-lettered.
+        let mut done = 0;
+        let failure = loop {
+            if !self.leadership.is_held() {
+                break None;
+            }
+            let rest = &events[done..];
+            let sent_at = Instant::now();
+            match self.sink.publish(rest).await {
+                Ok(()) => {
+                    record_confirmed(label, rest, sent_at.elapsed());
+                    done = events.len();
+                    break None;
+                }
+                Err(PublishFailure { confirmed, error }) => {
+                    record_confirmed(label, &rest[..confirmed], sent_at.elapsed());
+                    done += confirmed;
+                    metrics()
+                        .publish_failures
+                        .with_label_values(&[label, error.reason()])
+                        .inc();
+                    tracing::warn!(
+                        error = %error,
+                        confirmed,
+                        unconfirmed = rest.len() - confirmed,
+                        "publishing failed; unconfirmed events stay unsent"
+                    );
+                    if error.disposition() != Disposition::DeadLetter {
+                        break Some(Outcome::Retry);
+                    }
+                    let event = &events[done];
+                    let alone = events.len() - done == 1;
+                    let attempts = self.count_failure(&event.id);
+                    if attempts < self.max_attempts || !alone {
+                        break Some(Outcome::Retry);
+                    }
+                    let letter = DeadLetter {
+                        event,
+                        reason: error.dead_letter_reason(),
+                        error: error.to_string(),
+                        attempts,
+                        sink: label,
+                    };
+                    match self.dead_letters.put(&letter).await {
+                        Ok(()) => {
+                            self.dead_lettered(&letter);
+                            self.failing = None;
+                            done += 1;
+                            if done == events.len() {
+                                break None;
+                            }
+                        }
+                        Err(e) if e.disposition() == Disposition::Stop => {
+                            break Some(Outcome::Stop(PipelineError::DeadLetter(e)));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, event_id = %event.id, "recording a dead letter failed; retrying");
+                            break Some(Outcome::Retry);
+                        }
+                    }
+                }
+            }
         };
-        record_confirmed(label, &events[..confirmed], started.elapsed());
 
-        let acked = if confirmed > 0 {
-            self.source.ack(confirmed).await
+        let acked = if done > 0 {
+            self.source.ack(done).await
         } else {
             self.source.release().await;
             Ok(())
         };
-        match (outcome, acked) {
-            (Ok(()), Ok(())) => {
+        if let Err(e) = &acked {
+            self.ack_failed(e);
+        }
+        match (failure, acked) {
+            (Some(outcome), _) => outcome,
+            (None, _) if done < events.len() => {
+                Outcome::Stop(PipelineError::LostLeadership)
+            }
+            (None, Ok(())) => {
                 tracing::debug!(
                     events = events.len(),
                     first_id = %events[0].id,
@@ -123,31 +234,39 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 );
                 Outcome::Done
             }
-            (Err(failure), acked) => {
-                metrics()
-                    .publish_failures
-                    .with_label_values(&[label, failure.error.reason()])
-                    .inc();
-                tracing::warn!(
-                    error = %failure.error,
-                    confirmed,
-                    unconfirmed = events.len() - confirmed,
-                    "publishing failed; unconfirmed events stay unsent and will be retried"
-                );
-                if let Err(e) = acked {
-                    self.ack_failed(&e);
-                }
-                if failure.error.is_permanent() {
-                    Outcome::Refused(failure.error)
-                } else {
-                    Outcome::Retry
-                }
+            (None, Err(_)) => Outcome::Retry,
+        }
+    }
+
+    /// Counts a failure of the event with `id`; consecutive failures of the
+    /// same event add up, any other event starts over.
+    fn count_failure(&mut self, id: &str) -> u32 {
+        match &mut self.failing {
+            Some((failing, count)) if failing == id => {
+                *count += 1;
+                *count
             }
-            (Ok(()), Err(e)) => {
-                self.ack_failed(&e);
-                Outcome::Retry
+            _ => {
+                self.failing = Some((id.to_owned(), 1));
+                1
             }
         }
+    }
+
+    fn dead_lettered(&self, letter: &DeadLetter<'_>) {
+        metrics()
+            .dead_letters
+            .with_label_values(&[letter.sink, letter.reason])
+            .inc();
+        tracing::error!(
+            event_id = %letter.event.id,
+            aggregate_type = %letter.event.aggregate_type,
+            aggregate_id = %letter.event.aggregate_id,
+            reason = letter.reason,
+            attempts = letter.attempts,
+            error = %letter.error,
+            "event moved to the dead-letter table; the events behind it go on"
+        );
     }
 
     fn ack_failed(&self, error: &crate::source::SourceError) {
@@ -194,8 +313,8 @@ enum Outcome {
     Done,
     /// Partly or not at all; what was confirmed is marked, the rest retried.
     Retry,
-    /// The broker refuses an event for good.
-    Refused(SinkError),
+    /// The pipeline cannot go on.
+    Stop(PipelineError),
 }
 
 fn record_confirmed(label: &str, confirmed: &[OutboxEvent], elapsed: Duration) {

@@ -114,6 +114,14 @@ impl Config {
                 ));
             }
             positive("sink.rabbitmq.confirm_timeout", rabbit.confirm_timeout)?;
+            if rabbit.max_message_bytes == 0 {
+                return Err(ConfigError::invalid(
+                    "sink.rabbitmq.max_message_bytes",
+                    "must be at least 1",
+                ));
+            }
+            Template::parse(&rabbit.dead_letter_routing_key)
+                .map_err(|e| ConfigError::invalid("sink.rabbitmq.dead_letter_routing_key", e))?;
         }
 
         if self.sink.kind == SinkKind::Kafka {
@@ -149,6 +157,23 @@ impl Config {
         }
 
         positive("retry.initial_backoff", self.retry.initial_backoff)?;
+        if self.dead_letters.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "dead_letters.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if !self.dead_letters.table.is_empty() {
+            TableName::parse(&self.dead_letters.table)
+                .map_err(|e| ConfigError::invalid("dead_letters.table", e))?;
+        }
+        positive("leader.takeover_interval", self.leader.takeover_interval)?;
+        if self.leader.lease < Duration::from_millis(300) {
+            return Err(ConfigError::invalid(
+                "leader.lease",
+                "must be at least 300ms (the lock session is checked three times per lease)",
+            ));
+        }
         if self.retry.max_backoff < self.retry.initial_backoff {
             return Err(ConfigError::invalid(
                 "retry.max_backoff",

@@ -3,6 +3,7 @@
 //! gauges, `migrate` and `check`.
 
 mod name;
+pub mod requeue;
 mod schema;
 mod sql;
 

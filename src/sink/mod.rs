@@ -15,6 +15,7 @@ pub mod template;
 
 use std::future::Future;
 
+use crate::classify::Disposition;
 use crate::event::OutboxEvent;
 
 pub use kafka::KafkaSink;
@@ -65,10 +66,16 @@ pub enum SinkError {
         routing_key: String,
         reply: String,
     },
-    /// The broker will never accept this event as it is (too large, topic
-    /// missing or forbidden). The relay stops rather than skip it.
-    #[error("the broker rejected event {event_id}: {reason}")]
-    Rejected { event_id: String, reason: String },
+    /// The broker will never accept this event as it is (too large, a
+    /// destination that is missing, forbidden or cannot be rendered from
+    /// the row). It goes to the dead-letter table.
+    #[error("event {event_id} cannot be published ({reason}): {detail}")]
+    Rejected {
+        event_id: String,
+        /// A short label for the dead-letter table (`oversized`, `template`, ...).
+        reason: &'static str,
+        detail: String,
+    },
     #[error("writing: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -87,8 +94,19 @@ impl SinkError {
         }
     }
 
-    /// True when retrying cannot help: the event itself is refused.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, SinkError::Rejected { .. })
+    /// What the pipeline does about it; see [`crate::classify`].
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            SinkError::Rejected { .. } | SinkError::Unroutable { .. } => Disposition::DeadLetter,
+            _ => Disposition::Retry,
+        }
+    }
+
+    /// The dead-letter table's `reason` for an event-specific error.
+    pub fn dead_letter_reason(&self) -> &'static str {
+        match self {
+            SinkError::Rejected { reason, .. } => reason,
+            other => other.reason(),
+        }
     }
 }

@@ -11,11 +11,15 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 
-use super::template::Template;
+use super::template::{Template, unrenderable};
 use super::{PublishFailure, Sink, SinkError};
+use crate::classify::{Disposition, amqp};
 use crate::config::RabbitMqConfig;
 use crate::event::OutboxEvent;
 use crate::metrics::{Component, metrics};
+
+/// AMQP short strings (exchange names, routing keys) hold at most 255 bytes.
+const MAX_SHORT_STRING: usize = 255;
 
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
@@ -171,8 +175,13 @@ impl RabbitMqSink {
         let mut pending = Vec::with_capacity(events.len());
         let mut send_error = None;
         for event in events {
-            let exchange = self.exchange.render(event);
-            let routing_key = self.routing_key.render(event);
+            let (exchange, routing_key) = match self.destination(event) {
+                Ok(names) => names,
+                Err(e) => {
+                    send_error = Some(e);
+                    break;
+                }
+            };
             if self.config.declare_exchange
                 && let Err(e) = self.declare(&exchange).await
             {
@@ -214,7 +223,7 @@ impl RabbitMqSink {
                 }
                 Ok(Err(e)) => {
                     self.drop_link();
-                    return Err(fail(index, SinkError::Connection(e.to_string())));
+                    return Err(fail(index, confirm_error(event, &exchange, e)));
                 }
                 Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => {}
                 Ok(Ok(Confirmation::Ack(Some(returned)))) => {
@@ -248,6 +257,53 @@ impl RabbitMqSink {
                 Err(fail(sent, error))
             }
         }
+    }
+}
+
+impl RabbitMqSink {
+    /// The exchange and routing key for `event`, or why it cannot be sent.
+    fn destination(&self, event: &OutboxEvent) -> Result<(String, String), SinkError> {
+        if event.payload.len() > self.config.max_message_bytes {
+            return Err(SinkError::Rejected {
+                event_id: event.id.clone(),
+                reason: "oversized",
+                detail: format!(
+                    "{} bytes is more than sink.rabbitmq.max_message_bytes ({})",
+                    event.payload.len(),
+                    self.config.max_message_bytes
+                ),
+            });
+        }
+        let render = |template: &Template, what: &str| {
+            let name = template
+                .render(event)
+                .map_err(|e| unrenderable(event, what, e))?;
+            if name.len() > MAX_SHORT_STRING {
+                return Err(unrenderable(
+                    event,
+                    what,
+                    format!("{} bytes is longer than AMQP allows (255)", name.len()),
+                ));
+            }
+            Ok(name)
+        };
+        Ok((
+            render(&self.exchange, "exchange")?,
+            render(&self.routing_key, "routing key")?,
+        ))
+    }
+}
+
+/// What a failed confirm means: the broker closing the channel over this
+/// message (see [`amqp::classify`]) or a broken path.
+fn confirm_error(event: &OutboxEvent, exchange: &str, error: lapin::Error) -> SinkError {
+    match amqp::classify(&error) {
+        Disposition::DeadLetter => SinkError::Rejected {
+            event_id: event.id.clone(),
+            reason: amqp::reason(&error),
+            detail: format!("exchange `{exchange}`: {error}"),
+        },
+        Disposition::Retry | Disposition::Stop => SinkError::Connection(error.to_string()),
     }
 }
 

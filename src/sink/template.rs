@@ -1,6 +1,7 @@
 //! Exchange, routing key and (later) topic names written as templates over
 //! the event's fields, e.g. `{aggregate_type}.{event_type}`.
 
+use super::SinkError;
 use crate::event::OutboxEvent;
 
 /// A parsed template: literal text and event fields.
@@ -85,19 +86,37 @@ impl Template {
         }
     }
 
-    /// The template filled in from `event`.
-    pub fn render(&self, event: &OutboxEvent) -> String {
+    /// The template filled in from `event`. A placeholder whose field is
+    /// empty in this row cannot render: the result would name the wrong
+    /// destination (or none), so the event is refused instead.
+    pub fn render(&self, event: &OutboxEvent) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
-            out.push_str(match part {
-                Part::Literal(text) => text,
-                Part::Field(Field::EventId) => &event.id,
-                Part::Field(Field::AggregateType) => &event.aggregate_type,
-                Part::Field(Field::AggregateId) => &event.aggregate_id,
-                Part::Field(Field::EventType) => &event.event_type,
-            });
+            let (name, value) = match part {
+                Part::Literal(text) => {
+                    out.push_str(text);
+                    continue;
+                }
+                Part::Field(Field::EventId) => ("event_id", &event.id),
+                Part::Field(Field::AggregateType) => ("aggregate_type", &event.aggregate_type),
+                Part::Field(Field::AggregateId) => ("aggregate_id", &event.aggregate_id),
+                Part::Field(Field::EventType) => ("event_type", &event.event_type),
+            };
+            if value.is_empty() {
+                return Err(format!("placeholder `{{{name}}}` is empty in this row"));
+            }
+            out.push_str(value);
         }
-        out
+        Ok(out)
+    }
+}
+
+/// The error for a destination that cannot be rendered from an event.
+pub fn unrenderable(event: &OutboxEvent, what: &str, detail: String) -> SinkError {
+    SinkError::Rejected {
+        event_id: event.id.clone(),
+        reason: "template",
+        detail: format!("{what}: {detail}"),
     }
 }
 
@@ -122,10 +141,22 @@ mod tests {
     #[test]
     fn renders_fields_and_literals() {
         let t = Template::parse("{aggregate_type}.{event_type}").expect("valid");
-        assert_eq!(t.render(&event()), "order.created");
+        assert_eq!(t.render(&event()).as_deref(), Ok("order.created"));
         let t = Template::parse("x-{{{event_id}}}-{aggregate_id}").expect("valid");
-        assert_eq!(t.render(&event()), "x-{42}-o-1");
-        assert_eq!(Template::parse("").expect("valid").render(&event()), "");
+        assert_eq!(t.render(&event()).as_deref(), Ok("x-{42}-o-1"));
+        assert_eq!(
+            Template::parse("").expect("valid").render(&event()).as_deref(),
+            Ok("")
+        );
+    }
+
+    #[test]
+    fn an_empty_field_cannot_render() {
+        let mut e = event();
+        e.event_type.clear();
+        let t = Template::parse("{aggregate_type}.{event_type}").expect("valid");
+        let err = t.render(&e).expect_err("empty field");
+        assert!(err.contains("{event_type}"), "{err}");
     }
 
     #[test]

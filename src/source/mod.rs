@@ -75,6 +75,12 @@ pub enum SourceError {
     SessionLost,
     #[error("replication: {0}")]
     Replication(String),
+    /// Another session streams from the slot: a previous leader whose
+    /// connection the server has not closed yet, or a foreign consumer.
+    #[error(
+        "replication slot `{0}` is in use by another session (a previous leader still closing, or another consumer); waiting"
+    )]
+    SlotInUse(String),
     /// The replication slot cannot be trusted (lost, or gone after the
     /// relay created it): continuing could skip events, so the relay stops.
     #[error("replication slot: {0}")]
@@ -84,7 +90,13 @@ pub enum SourceError {
 impl SourceError {
     /// Errors retrying cannot fix and that must stop the relay loudly.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, SourceError::Schema(_) | SourceError::SlotUnusable(_))
+        match self {
+            SourceError::Schema(_) | SourceError::SlotUnusable(_) => true,
+            SourceError::Claim(e) | SourceError::Ack(e) => {
+                crate::classify::postgres::classify(e) == crate::classify::Disposition::Stop
+            }
+            _ => false,
+        }
     }
 
     /// The `reason` label of `outbox_relay_source_errors_total`.
@@ -97,6 +109,7 @@ impl SourceError {
             SourceError::SessionLost => "session_lost",
             SourceError::Replication(_) => "replication",
             SourceError::SlotUnusable(_) => "slot_unusable",
+            SourceError::SlotInUse(_) => "slot_in_use",
         }
     }
 }

@@ -2,7 +2,6 @@
 //! keeps per-partition order across retries. A batch is handed to librdkafka
 //! whole; its delivery reports are then awaited in order.
 
-mod classify;
 mod context;
 
 use std::time::{Duration, SystemTime};
@@ -12,11 +11,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 
-pub use classify::{Class, classify};
 use context::RelayContext;
 
-use super::template::Template;
+use super::template::{Template, unrenderable};
 use super::{PublishFailure, Sink, SinkError};
+use crate::classify::{Disposition, kafka};
 use crate::config::KafkaConfig;
 use crate::event::OutboxEvent;
 use crate::metrics::{Component, metrics};
@@ -120,12 +119,15 @@ impl KafkaSink {
     }
 
     fn record_error(&self, error: KafkaError, event: &OutboxEvent, topic: &str) -> SinkError {
-        match classify(&error) {
-            Class::Permanent => SinkError::Rejected {
+        match kafka::classify(&error) {
+            Disposition::DeadLetter => SinkError::Rejected {
                 event_id: event.id.clone(),
-                reason: format!("topic `{topic}`: {error}"),
+                reason: kafka::reason(&error),
+                detail: format!("topic `{topic}`: {error}"),
             },
-            Class::Transient => SinkError::Connection(format!("topic `{topic}`: {error}")),
+            Disposition::Retry | Disposition::Stop => {
+                SinkError::Connection(format!("topic `{topic}`: {error}"))
+            }
         }
     }
 
@@ -135,8 +137,17 @@ impl KafkaSink {
         let mut pending = Vec::with_capacity(events.len());
         let mut enqueue_error = None;
         'events: for event in events {
-            let topic = self.topic.render(event);
-            let key = self.key.render(event);
+            let rendered = self.topic.render(event).and_then(|topic| {
+                check_topic(&topic)?;
+                Ok((topic, self.key.render(event)?))
+            });
+            let (topic, key) = match rendered {
+                Ok(names) => names,
+                Err(detail) => {
+                    enqueue_error = Some(unrenderable(event, "topic or key", detail));
+                    break 'events;
+                }
+            };
             let headers = headers(event);
             loop {
                 let mut record = FutureRecord::to(&topic)
@@ -252,4 +263,15 @@ fn unix_millis(at: SystemTime) -> Option<i64> {
 
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`.
+fn check_topic(topic: &str) -> Result<(), String> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
+        return Err(format!(
+            "`{topic}` is not a legal Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+        ));
+    }
+    Ok(())
 }

@@ -144,9 +144,7 @@ pub async fn prepare(
                 )));
             }
             if active {
-                return Err(fail(format!(
-                    "replication slot `{name}` is in use by another session (another relay?)"
-                )));
+                return Err(SourceError::SlotInUse(name.to_owned()));
             }
             let (catch_up, marked) = match recorded {
                 Some(r) => (

@@ -1,0 +1,275 @@
+//! One active relay per outbox. Replicas compete for a Postgres advisory
+//! lock, keyed by the outbox table, held on a session of its own: the holder
+//! publishes, the others wait on standby and take over when the holder's
+//! session ends (the process died, or Postgres ended the session).
+//!
+//! A leader must stop before anyone else can start, even when it is cut off
+//! from Postgres and cannot learn that it lost the lock. So the lock session
+//! runs with `idle_session_timeout` = 2 x `leader.lease` (the server ends it,
+//! releasing the lock, if the leader goes quiet that long), the leader
+//! confirms its session every `lease / 3`, and it stops publishing once
+//! `lease` has passed since the last confirmation it sent: always before
+//! the server can have released the lock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::metrics::{Component, metrics};
+use crate::shutdown::Shutdown;
+
+/// High half of the advisory lock key (the low half is the outbox table's
+/// oid), so the lock cannot collide with an application's own keys by chance.
+const LOCK_CLASS: i64 = 0x6f72_6c79; // "orly"
+
+/// Competes for leadership of one outbox.
+pub struct Election {
+    config: Config,
+}
+
+/// Leadership held: publishing is allowed while [`Leadership::is_held`].
+/// Dropping it ends the lock session, which releases the lock.
+pub struct Lease {
+    leadership: Leadership,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A cheap handle on a lease that the pipeline checks before each publish.
+#[derive(Clone)]
+pub struct Leadership {
+    state: Option<Arc<LeaseState>>,
+}
+
+struct LeaseState {
+    lease: Duration,
+    /// When the newest confirmation that succeeded was sent.
+    confirmed: Mutex<Instant>,
+    /// Set when the session is known lost.
+    lost: tokio::sync::watch::Sender<bool>,
+}
+
+impl Election {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            config: config.clone(),
+        }
+    }
+
+    /// Waits until this relay holds the lock, or shutdown (`None`).
+    /// Connection errors are retried; they only delay the takeover.
+    pub async fn acquire(&self, shutdown: &Shutdown) -> Option<Lease> {
+        let leader = &self.config.leader;
+        let mut announced = false;
+        let mut client: Option<Client> = None;
+        loop {
+            if client.as_ref().is_none_or(Client::is_closed) {
+                metrics().set_connected(Component::Election, false);
+                client = match self.open().await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader election: postgres not reachable; retrying");
+                        None
+                    }
+                };
+            }
+            if let Some(c) = &client {
+                metrics().set_connected(Component::Election, true);
+                match self.try_lock(c).await {
+                    Ok(true) => {
+                        tracing::info!(table = %self.config.outbox.table, "elected leader");
+                        return client.map(|c| Lease::start(c, leader.lease));
+                    }
+                    Ok(false) if !announced => {
+                        announced = true;
+                        tracing::info!(
+                            table = %self.config.outbox.table,
+                            "standby: another relay leads this outbox"
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader election: taking the lock failed; retrying");
+                        client = None;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(leader.takeover_interval) => {}
+                _ = shutdown.requested() => return None,
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<Client, crate::postgres::ConnectError> {
+        let client = crate::postgres::connect(&self.config.postgres, "leader", None).await?;
+        let timeout_ms = (self.config.leader.lease * 2).as_millis();
+        if let Err(e) = client
+            .batch_execute(&format!("SET idle_session_timeout = {timeout_ms}"))
+            .await
+        {
+            // Postgres before 14: a leader cut off from the database is then
+            // found out only by TCP keepalives.
+            tracing::warn!(error = %e, "cannot set idle_session_timeout on the leader session");
+        }
+        Ok(client)
+    }
+
+    async fn try_lock(&self, client: &Client) -> Result<bool, ElectionError> {
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(($1::int8 << 32) | to_regclass($2)::oid::int8)",
+                &[&LOCK_CLASS, &self.config.outbox.table],
+            )
+            .await?;
+        let locked: Option<bool> = row.get(0);
+        let locked = locked.ok_or_else(|| {
+            ElectionError::TableMissing(self.config.outbox.table.clone())
+        })?;
+        if locked {
+            self.evict_stale_leader(client).await?;
+        }
+        Ok(locked)
+    }
+
+    /// Ends the sessions a previous leader may have left behind when it was
+    /// cut off: its claim transaction (holding row locks on the outbox) and
+    /// its replication connection (holding the slot). It has stopped
+    /// publishing by now (see the module docs); its unmarked rows are
+    /// claimed again.
+    async fn evict_stale_leader(&self, client: &Client) -> Result<(), ElectionError> {
+        let rows = client
+            .query(
+                "SELECT pg_terminate_backend(pid), pid FROM ( \
+                   SELECT l.pid FROM pg_locks l \
+                   WHERE l.relation = to_regclass($1) AND l.mode = 'RowShareLock' \
+                   UNION \
+                   SELECT s.active_pid FROM pg_replication_slots s \
+                   WHERE s.slot_name = $2 AND s.active_pid IS NOT NULL \
+                 ) AS stale WHERE pid <> pg_backend_pid()",
+                &[
+                    &self.config.outbox.table,
+                    &self.config.source.replication.slot,
+                ],
+            )
+            .await?;
+        for row in rows {
+            let pid: i32 = row.get(1);
+            tracing::warn!(pid, "ended a session left by the previous leader");
+        }
+        Ok(())
+    }
+}
+
+/// Why taking the lock failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectionError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("outbox table {0} does not exist")]
+    TableMissing(String),
+}
+
+impl Lease {
+    /// Leadership without an election (`leader.enabled = false`).
+    pub fn unconditional() -> Self {
+        Self {
+            leadership: Leadership { state: None },
+            watchdog: None,
+        }
+    }
+
+    fn start(client: Client, lease: Duration) -> Self {
+        let (lost, _) = tokio::sync::watch::channel(false);
+        let state = Arc::new(LeaseState {
+            lease,
+            confirmed: Mutex::new(Instant::now()),
+            lost,
+        });
+        let watchdog = tokio::spawn(watch(client, state.clone()));
+        Self {
+            leadership: Leadership { state: Some(state) },
+            watchdog: Some(watchdog),
+        }
+    }
+
+    /// The handle the pipeline checks.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.clone()
+    }
+
+    /// Resolves when the lease is lost (never without an election).
+    pub async fn lost(&self) {
+        let Some(state) = &self.leadership.state else {
+            return std::future::pending().await;
+        };
+        let mut lost = state.lost.subscribe();
+        loop {
+            let Some(deadline) = state.deadline() else {
+                return;
+            };
+            tokio::select! {
+                changed = lost.changed() => if changed.is_err() || *lost.borrow() {
+                    return;
+                },
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            // Drops the lock session with the task.
+            watchdog.abort();
+        }
+    }
+}
+
+impl Leadership {
+    /// True while this relay may publish.
+    pub fn is_held(&self) -> bool {
+        self.state.as_ref().is_none_or(|s| s.deadline().is_some())
+    }
+}
+
+impl LeaseState {
+    /// When the lease runs out, or `None` if it has.
+    fn deadline(&self) -> Option<Instant> {
+        if *self.lost.borrow() {
+            return None;
+        }
+        let confirmed = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = confirmed + self.lease;
+        (Instant::now() < deadline).then_some(deadline)
+    }
+}
+
+/// Confirms the lock session three times per lease until it fails.
+async fn watch(client: Client, state: Arc<LeaseState>) {
+    let period = state.lease / 3;
+    loop {
+        tokio::time::sleep(period).await;
+        let sent = Instant::now();
+        match tokio::time::timeout(period, client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => {
+                *state.confirmed.lock().unwrap_or_else(|e| e.into_inner()) = sent;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "lost the leader session; stopping publishing");
+                break;
+            }
+            Err(_) => {
+                if state.deadline().is_none() {
+                    tracing::error!("leader session unconfirmed for a whole lease; stopping publishing");
+                    break;
+                }
+            }
+        }
+    }
+    metrics().set_connected(Component::Election, false);
+    state.lost.send_replace(true);
+}

@@ -1,0 +1,96 @@
+//! `outbox-relay replay`: publishes already-sent events again, for a
+//! consumer that lost its data. The rows go back through the outbox unsent
+//! (see [`crate::outbox::requeue`]), so the running daemon publishes them,
+//! in order, at least once; it is safe to run beside it.
+
+use crate::config::{ColumnsConfig, Config, MarkMode};
+use crate::outbox::requeue::{STAGING, create_staging, requeue_staged};
+use crate::outbox::{OutboxSchema, SchemaError, quote_ident};
+use crate::postgres::ConnectError;
+
+/// The events to replay: every bound given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayRange {
+    /// Ids from this one on (compared in the id column's own type).
+    pub from_id: Option<String>,
+    /// Ids up to and including this one.
+    pub to_id: Option<String>,
+    /// Events created at or after this time: a timestamp Postgres reads, or
+    /// a duration (`2h`) meaning that long ago.
+    pub since: Option<String>,
+}
+
+/// Why replaying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("connecting: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("outbox table: {0}")]
+    Schema(#[from] SchemaError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("replaying: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+/// Puts the sent events in `range` back in the stream; returns how many.
+pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayError> {
+    if range.from_id.is_none() && range.to_id.is_none() && range.since.is_none() {
+        return Err(ReplayError::Usage(
+            "give --from-id, --to-id or --since (replaying everything is rarely meant)".into(),
+        ));
+    }
+    let c = &config.outbox.columns;
+    if config.outbox.mark == MarkMode::Delete {
+        return Err(ReplayError::Usage(
+            "outbox.mark = delete: sent rows are deleted, so there is nothing to replay".into(),
+        ));
+    }
+    let since = match &range.since {
+        None => None,
+        Some(text) => {
+            let Some(created_at) = ColumnsConfig::optional(&c.created_at) else {
+                return Err(ReplayError::Usage(
+                    "--since needs outbox.columns.created_at".into(),
+                ));
+            };
+            let bound = match humantime::parse_duration(text) {
+                Ok(ago) => format!("now() - {} * interval '1 microsecond'", ago.as_micros()),
+                Err(_) => "$3::text::timestamptz".into(),
+            };
+            Some(format!("o.{} >= {bound}", quote_ident(created_at)))
+        }
+    };
+
+    let mut client = crate::postgres::connect(&config.postgres, "replay", None).await?;
+    let schema = OutboxSchema::load(&client, &config.outbox).await?;
+    let id = quote_ident(&c.id);
+    let id_type = &schema.id_type;
+    let mut conditions = vec![
+        format!("($1::text IS NULL OR o.{id} >= $1::text::{id_type})"),
+        format!("($2::text IS NULL OR o.{id} <= $2::text::{id_type})"),
+        // Mentions $3 even when --since is a duration, so it has a type.
+        "($3::text IS NULL OR true)".to_owned(),
+    ];
+    conditions.extend(since);
+    if config.outbox.mark == MarkMode::Update
+        && let Some(sent_at) = ColumnsConfig::optional(&c.sent_at)
+    {
+        // Unsent rows are on their way anyway (and may be claimed now).
+        conditions.push(format!("o.{} IS NOT NULL", quote_ident(sent_at)));
+    }
+    let table = &schema.table;
+    let tx = client.transaction().await?;
+    create_staging(&tx, table).await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {STAGING} SELECT * FROM {table} AS o WHERE {}",
+            conditions.join(" AND ")
+        ),
+        &[&range.from_id, &range.to_id, &range.since],
+    )
+    .await?;
+    let count = requeue_staged(&tx, table, &config.outbox).await?;
+    tx.commit().await?;
+    Ok(count)
+}
