@@ -251,7 +251,11 @@ impl RabbitMqSink {
         match send_error {
             None => Ok(()),
             Some(error) => {
-                self.drop_link();
+                // A refused event leaves the channel usable; a send error
+                // does not.
+                if error.disposition() == Disposition::Retry {
+                    self.drop_link();
+                }
                 // Every event sent before the error was confirmed, or the
                 // loop above would have returned.
                 Err(fail(sent, error))

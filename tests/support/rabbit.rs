@@ -58,13 +58,21 @@ pub struct TestQueue {
 impl TestQueue {
     /// Declares both (the relay's own declaration of the exchange matches).
     pub async fn new() -> Self {
-        let exchange = unique("outbox_test_x");
-        let queue = unique("outbox_test_q");
+        let test = TestQueue {
+            exchange: unique("outbox_test_x"),
+            queue: unique("outbox_test_q"),
+        };
+        test.declare().await;
+        test
+    }
+
+    /// Declares the exchange and the queue (again) and binds them.
+    pub async fn declare(&self) {
         let conn = connect().await;
         let channel = conn.create_channel().await.expect("channel");
         channel
             .exchange_declare(
-                exchange.as_str().into(),
+                self.exchange.as_str().into(),
                 ExchangeKind::Topic,
                 ExchangeDeclareOptions {
                     durable: true,
@@ -76,7 +84,7 @@ impl TestQueue {
             .expect("exchange");
         channel
             .queue_declare(
-                queue.as_str().into(),
+                self.queue.as_str().into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..Default::default()
@@ -87,8 +95,8 @@ impl TestQueue {
             .expect("queue");
         channel
             .queue_bind(
-                queue.as_str().into(),
-                exchange.as_str().into(),
+                self.queue.as_str().into(),
+                self.exchange.as_str().into(),
                 "#".into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -96,7 +104,21 @@ impl TestQueue {
             .await
             .expect("bind");
         let _ = conn.close(0, "done".into()).await;
-        TestQueue { exchange, queue }
+    }
+
+    /// Deletes the exchange only: publishing to it then fails with NOT_FOUND.
+    #[allow(dead_code)]
+    pub async fn delete_exchange(&self) {
+        let conn = connect().await;
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .exchange_delete(
+                self.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .expect("exchange delete");
+        let _ = conn.close(0, "done".into()).await;
     }
 
     /// Reads until at least `expected` messages arrived, then one more quiet

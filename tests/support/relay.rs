@@ -81,6 +81,26 @@ impl RelayConfig {
             .expect("running outbox-relay")
     }
 
+    /// Runs a subcommand with arguments (`dead-letters list`, `replay
+    /// --from-id 3`), asserting success; returns its stdout.
+    #[allow(dead_code)]
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(self.write())
+            .args(args)
+            .output()
+            .expect("running outbox-relay");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("$ outbox-relay {}\n{stdout}", args.join(" "));
+        stdout
+    }
+
     /// `migrate`, asserting success.
     pub fn migrate(&self) {
         let out = self.command("migrate");
