@@ -353,6 +353,9 @@ pub struct KafkaConfig {
     pub linger: Duration,
     /// Any other librdkafka property, passed through as is (e.g.
     /// `"security.protocol" = "sasl_plaintext"`); values here win.
+    /// Also publish dead-lettered events to this topic template (empty:
+    /// only the dead-letter table), keyed like `key`.
+    pub dead_letter_topic: String,
     pub librdkafka: std::collections::BTreeMap<String, String>,
 }
 
@@ -365,6 +368,7 @@ impl Default for KafkaConfig {
             compression: "lz4".into(),
             message_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(5),
+            dead_letter_topic: String::new(),
             librdkafka: std::collections::BTreeMap::new(),
         }
     }

@@ -193,6 +193,17 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                     match self.dead_letters.put(&letter).await {
                         Ok(()) => {
                             self.dead_lettered(&letter);
+                            if let Err(e) = self
+                                .sink
+                                .publish_dead_letter(event, letter.reason, &letter.error)
+                                .await
+                            {
+                                tracing::warn!(
+                                    error = %e,
+                                    event_id = %event.id,
+                                    "publishing the dead letter's copy failed; the dead-letter table has it"
+                                );
+                            }
                             self.failing = None;
                             done += 1;
                             if done == events.len() {

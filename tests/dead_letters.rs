@@ -22,11 +22,14 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
     // deleted now and created again later, to fix the poison event.
     let other = TestQueue::new().await;
     other.delete_exchange().await;
+    // Copies of dead letters are published here too.
+    let copies = TestQueue::new().await;
     setup
         .config
         .set("sink.rabbitmq", "exchange", "\"{aggregate_type}\"")
         .set("sink.rabbitmq", "declare_exchange", "false")
         .set("sink.rabbitmq", "max_message_bytes", "5000")
+        .set("sink.rabbitmq", "dead_letter_exchange", &toml_str(&copies.exchange))
         .set("dead_letters", "max_attempts", "2")
         .set("retry", "initial_backoff", "\"50ms\"");
     let good = &setup.queue.exchange;
@@ -75,6 +78,18 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
     }
     let listed = setup.config.run_ok(&["dead-letters", "list"]);
     assert!(listed.contains("3 dead letter(s)"), "{listed}");
+    let mut copied: Vec<String> = copies
+        .drain(3, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|m| {
+            let reason = m.header("x-dead-letter-reason").unwrap_or_default();
+            format!("{}:{reason}", m.message_id())
+        })
+        .collect();
+    copied.sort();
+    copied.dedup();
+    assert_eq!(copied, ["10:oversized", "20:exchange_not_found", "30:template"]);
     let filtered = setup.config.run_ok(&["dead-letters", "list", "--reason", "template"]);
     assert!(
         filtered.contains("1 dead letter(s)") && filtered.contains("placeholder"),
@@ -135,8 +150,8 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
     assert!(pending.contains("1 dead letter(s)") && pending.contains("template"), "{pending}");
     let history = setup.config.run_ok(&["dead-letters", "list", "--include-retried"]);
     assert!(history.contains("4 dead letter(s)"), "{history}");
-    let _ = toml_str("");
     drop(relay);
     setup.queue.delete().await;
     other.delete().await;
+    copies.delete().await;
 }

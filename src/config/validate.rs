@@ -120,6 +120,8 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            Template::parse(&rabbit.dead_letter_exchange)
+                .map_err(|e| ConfigError::invalid("sink.rabbitmq.dead_letter_exchange", e))?;
             Template::parse(&rabbit.dead_letter_routing_key)
                 .map_err(|e| ConfigError::invalid("sink.rabbitmq.dead_letter_routing_key", e))?;
         }
@@ -135,6 +137,8 @@ impl Config {
             Template::parse(&kafka.topic)
                 .map_err(|e| ConfigError::invalid("sink.kafka.topic", e))?;
             Template::parse(&kafka.key).map_err(|e| ConfigError::invalid("sink.kafka.key", e))?;
+            Template::parse(&kafka.dead_letter_topic)
+                .map_err(|e| ConfigError::invalid("sink.kafka.dead_letter_topic", e))?;
             if !crate::sink::kafka::COMPRESSIONS.contains(&kafka.compression.as_str()) {
                 return Err(ConfigError::invalid(
                     "sink.kafka.compression",

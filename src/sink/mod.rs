@@ -36,6 +36,30 @@ pub trait Sink {
     /// Connects now, so problems are reported at startup. Later failures are
     /// handled inside `publish` by reconnecting.
     fn connect(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Publishes a copy of a dead-lettered event, with its reason in the
+    /// `x-dead-letter-reason` and `x-dead-letter-error` headers, to the
+    /// sink's dead-letter destination, if one is configured. The
+    /// dead-letter table already holds the event; this is a convenience for
+    /// consumers, so a failure is logged and not retried.
+    fn publish_dead_letter(
+        &mut self,
+        event: &OutboxEvent,
+        reason: &str,
+        error: &str,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = (event, reason, error);
+        async { Ok(()) }
+    }
+}
+
+/// `event` with the dead-letter headers added.
+pub fn dead_letter_copy(event: &OutboxEvent, reason: &str, error: &str) -> OutboxEvent {
+    let mut copy = event.clone();
+    copy.headers
+        .push(("x-dead-letter-reason".into(), reason.into()));
+    copy.headers.push(("x-dead-letter-error".into(), error.into()));
+    copy
 }
 
 /// A batch that was not wholly confirmed.

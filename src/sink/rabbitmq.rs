@@ -12,7 +12,7 @@ use lapin::{
 };
 
 use super::template::{Template, unrenderable};
-use super::{PublishFailure, Sink, SinkError};
+use super::{PublishFailure, Sink, SinkError, dead_letter_copy};
 use crate::classify::{Disposition, amqp};
 use crate::config::RabbitMqConfig;
 use crate::event::OutboxEvent;
@@ -29,6 +29,9 @@ pub struct RabbitMqSink {
     config: RabbitMqConfig,
     exchange: Template,
     routing_key: Template,
+    /// Where copies of dead letters go, if anywhere.
+    dead_letter_exchange: Option<Template>,
+    dead_letter_routing_key: Template,
     link: Option<Link>,
     ever_connected: bool,
 }
@@ -50,6 +53,11 @@ impl RabbitMqSink {
         Ok(RabbitMqSink {
             exchange: template(&config.exchange)?,
             routing_key: template(&config.routing_key)?,
+            dead_letter_exchange: match config.dead_letter_exchange.as_str() {
+                "" => None,
+                text => Some(template(text)?),
+            },
+            dead_letter_routing_key: template(&config.dead_letter_routing_key)?,
             config: config.clone(),
             link: None,
             ever_connected: false,
@@ -323,6 +331,45 @@ impl Sink for RabbitMqSink {
 
     async fn publish(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
         self.publish_all(events).await
+    }
+
+    async fn publish_dead_letter(
+        &mut self,
+        event: &OutboxEvent,
+        reason: &str,
+        error: &str,
+    ) -> Result<(), SinkError> {
+        let Some(exchange) = &self.dead_letter_exchange else {
+            return Ok(());
+        };
+        let render = |t: &Template| t.render(event).unwrap_or_default();
+        let (exchange, routing_key) = (render(exchange), render(&self.dead_letter_routing_key));
+        let copy = dead_letter_copy(event, reason, error);
+        let channel = self.link().await?.channel.clone();
+        let confirm = channel
+            .basic_publish(
+                ShortString::from(exchange.as_str()),
+                ShortString::from(routing_key.as_str()),
+                BasicPublishOptions::default(),
+                &copy.payload,
+                properties(&copy),
+            )
+            .await
+            .map_err(|e| SinkError::Connection(e.to_string()))?;
+        match tokio::time::timeout(self.config.confirm_timeout, confirm).await {
+            Ok(Ok(Confirmation::Nack(_))) => Err(SinkError::Nacked {
+                event_id: event.id.clone(),
+            }),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                self.drop_link();
+                Err(confirm_error(event, &exchange, e))
+            }
+            Err(_) => {
+                self.drop_link();
+                Err(SinkError::ConfirmTimeout(self.config.confirm_timeout))
+            }
+        }
     }
 }
 

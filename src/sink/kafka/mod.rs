@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use context::RelayContext;
 
 use super::template::{Template, unrenderable};
-use super::{PublishFailure, Sink, SinkError};
+use super::{PublishFailure, Sink, SinkError, dead_letter_copy};
 use crate::classify::{Disposition, kafka};
 use crate::config::KafkaConfig;
 use crate::event::OutboxEvent;
@@ -47,6 +47,8 @@ pub struct KafkaSink {
     config: KafkaConfig,
     topic: Template,
     key: Template,
+    /// Where copies of dead letters go, if anywhere.
+    dead_letter_topic: Option<Template>,
     producer: Option<Client>,
     ever_connected: bool,
 }
@@ -59,6 +61,10 @@ impl KafkaSink {
         Ok(KafkaSink {
             topic: template(&config.topic)?,
             key: template(&config.key)?,
+            dead_letter_topic: match config.dead_letter_topic.as_str() {
+                "" => None,
+                text => Some(template(text)?),
+            },
             config: config.clone(),
             producer: None,
             ever_connected: false,
@@ -227,6 +233,37 @@ impl Sink for KafkaSink {
 
     async fn publish(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
         self.publish_all(events).await
+    }
+
+    async fn publish_dead_letter(
+        &mut self,
+        event: &OutboxEvent,
+        reason: &str,
+        error: &str,
+    ) -> Result<(), SinkError> {
+        let Some(topic) = &self.dead_letter_topic else {
+            return Ok(());
+        };
+        let topic = topic
+            .render(event)
+            .map_err(|e| unrenderable(event, "dead_letter_topic", e))?;
+        let key = self.key.render(event).unwrap_or_default();
+        let copy = dead_letter_copy(event, reason, error);
+        let producer = self.producer()?;
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&copy.payload)
+            .headers(headers(&copy));
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| self.record_error(e, event, &topic))?;
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(self.record_error(e, event, &topic)),
+            Err(_) => Err(SinkError::Connection(
+                "the producer dropped a delivery report".into(),
+            )),
+        }
     }
 }
 
