@@ -114,6 +114,16 @@ pub async fn run(config: &Config) -> Result<(), MigrateError> {
             println!("{:04} {}: already applied to {target}", m.version, m.name);
             continue;
         }
+        if m.version == 1 && table_exists(&tx, &target).await? {
+            // An existing outbox (Debezium-shaped, say) is the application's:
+            // left as it is; the column mapping adapts to it.
+            record(&tx, &schema, &target, m, &detail).await?;
+            println!(
+                "{:04} {}: {target} already exists; left unchanged",
+                m.version, m.name
+            );
+            continue;
+        }
         let sql = fill(m.sql, &values);
         tx.batch_execute(&sql)
             .await
@@ -122,18 +132,39 @@ pub async fn run(config: &Config) -> Result<(), MigrateError> {
                 name: m.name,
                 source,
             })?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {schema}.outbox_relay_migrations (target, version, name, detail) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (target, version) \
-                 DO UPDATE SET detail = EXCLUDED.detail, applied_at = now()"
-            ),
-            &[&target, &m.version, &m.name, &detail],
-        )
-        .await?;
+        record(&tx, &schema, &target, m, &detail).await?;
         println!("{:04} {}: applied to {target}", m.version, m.name);
     }
     tx.commit().await?;
+    Ok(())
+}
+
+async fn table_exists(
+    client: &tokio_postgres::Transaction<'_>,
+    table: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn record(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    target: &str,
+    m: &Migration,
+    detail: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.outbox_relay_migrations (target, version, name, detail) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (target, version) \
+             DO UPDATE SET detail = EXCLUDED.detail, applied_at = now()"
+        ),
+        &[&target, &m.version, &m.name, &detail],
+    )
+    .await?;
     Ok(())
 }
 

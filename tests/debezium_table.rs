@@ -33,6 +33,8 @@ async fn debezium_shaped_table_is_relayed_and_emptied() {
         .set("outbox.columns", "created_at", "\"timestamp\"")
         .set("outbox.columns", "sent_at", "\"\"")
         .set("source.polling", "notify_channel", "\"\"");
+    // Leaves the existing table alone and adds the dead-letter table.
+    config.migrate();
     let check = config.command("check");
     assert!(
         check.status.success(),

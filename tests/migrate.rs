@@ -53,7 +53,11 @@ fn migrate_is_idempotent_and_check_sees_the_table() {
     assert_eq!(
         db.psql("SELECT version || ' ' || name FROM outbox_relay_migrations ORDER BY version")
             .trim(),
-        "1 create_outbox\n2 notify_trigger"
+        "1 create_outbox\n2 notify_trigger\n3 dead_letters"
+    );
+    assert_eq!(
+        db.psql("SELECT to_regclass('public.outbox_dead_letters') IS NOT NULL").trim(),
+        "t"
     );
     assert_eq!(
         db.psql("SELECT count(*) FROM pg_trigger WHERE tgname = 'outbox_relay_notify'")
