@@ -44,6 +44,15 @@ impl RelayConfig {
         config
     }
 
+    /// Moves the metrics listener to another free port, so a second relay
+    /// can run from this config beside the first.
+    #[allow(dead_code)]
+    pub fn new_port(&mut self) -> &mut Self {
+        self.port = free_port();
+        let listen = toml_str(&format!("127.0.0.1:{}", self.port));
+        self.set("metrics", "listen", &listen)
+    }
+
     /// Sets (or replaces) `key` in `[section]` ("" for top level).
     pub fn set(&mut self, section: &str, key: &str, value: &str) -> &mut Self {
         self.entries.retain(|(s, k, _)| !(s == section && k == key));
