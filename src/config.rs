@@ -515,7 +515,10 @@ mod tests {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
         let config = Config::load(Some(path)).expect("config.example.toml loads");
         let defaults = Config::default();
-        assert_eq!(config.dead_letters.max_attempts, defaults.dead_letters.max_attempts);
+        assert_eq!(
+            config.dead_letters.max_attempts,
+            defaults.dead_letters.max_attempts
+        );
         assert_eq!(config.leader.lease, defaults.leader.lease);
         assert_eq!(
             config.sink.rabbitmq.max_message_bytes,

@@ -44,6 +44,9 @@ pub struct Leadership {
 }
 
 struct LeaseState {
+    /// The lock session. Its connection closing (the server ended it)
+    /// means the lock is gone: checked before every publish.
+    client: Client,
     lease: Duration,
     /// When the newest confirmation that succeeded was sent.
     confirmed: Mutex<Instant>,
@@ -125,9 +128,8 @@ impl Election {
             )
             .await?;
         let locked: Option<bool> = row.get(0);
-        let locked = locked.ok_or_else(|| {
-            ElectionError::TableMissing(self.config.outbox.table.clone())
-        })?;
+        let locked =
+            locked.ok_or_else(|| ElectionError::TableMissing(self.config.outbox.table.clone()))?;
         if locked {
             self.evict_stale_leader(client).await?;
         }
@@ -155,9 +157,24 @@ impl Election {
                 ],
             )
             .await?;
-        for row in rows {
-            let pid: i32 = row.get(1);
-            tracing::warn!(pid, "ended a session left by the previous leader");
+        let pids: Vec<i32> = rows.iter().map(|row| row.get(1)).collect();
+        for pid in &pids {
+            tracing::warn!(pid, "ending a session left by the previous leader");
+        }
+        // pg_terminate_backend only signals: wait until those sessions are
+        // gone, or a claim would skip rows they still lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pids.is_empty() && Instant::now() < deadline {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                    &[&pids],
+                )
+                .await?;
+            if row.get::<_, i64>(0) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
     }
@@ -184,11 +201,12 @@ impl Lease {
     fn start(client: Client, lease: Duration) -> Self {
         let (lost, _) = tokio::sync::watch::channel(false);
         let state = Arc::new(LeaseState {
+            client,
             lease,
             confirmed: Mutex::new(Instant::now()),
             lost,
         });
-        let watchdog = tokio::spawn(watch(client, state.clone()));
+        let watchdog = tokio::spawn(watch(state.clone()));
         Self {
             leadership: Leadership { state: Some(state) },
             watchdog: Some(watchdog),
@@ -239,7 +257,7 @@ impl Leadership {
 impl LeaseState {
     /// When the lease runs out, or `None` if it has.
     fn deadline(&self) -> Option<Instant> {
-        if *self.lost.borrow() {
+        if *self.lost.borrow() || self.client.is_closed() {
             return None;
         }
         let confirmed = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,13 +266,23 @@ impl LeaseState {
     }
 }
 
-/// Confirms the lock session three times per lease until it fails.
-async fn watch(client: Client, state: Arc<LeaseState>) {
+/// Confirms the lock session three times per lease until it fails, and
+/// notices within [`CLOSED_POLL`] when the server closes it.
+async fn watch(state: Arc<LeaseState>) {
     let period = state.lease / 3;
+    let mut next_check = Instant::now() + period;
     loop {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(CLOSED_POLL.min(period)).await;
+        if state.client.is_closed() {
+            tracing::error!("the leader session was closed; stopping publishing");
+            break;
+        }
+        if Instant::now() < next_check {
+            continue;
+        }
+        next_check = Instant::now() + period;
         let sent = Instant::now();
-        match tokio::time::timeout(period, client.simple_query("SELECT 1")).await {
+        match tokio::time::timeout(period, state.client.simple_query("SELECT 1")).await {
             Ok(Ok(_)) => {
                 *state.confirmed.lock().unwrap_or_else(|e| e.into_inner()) = sent;
             }
@@ -264,7 +292,9 @@ async fn watch(client: Client, state: Arc<LeaseState>) {
             }
             Err(_) => {
                 if state.deadline().is_none() {
-                    tracing::error!("leader session unconfirmed for a whole lease; stopping publishing");
+                    tracing::error!(
+                        "leader session unconfirmed for a whole lease; stopping publishing"
+                    );
                     break;
                 }
             }
@@ -273,3 +303,6 @@ async fn watch(client: Client, state: Arc<LeaseState>) {
     metrics().set_connected(Component::Election, false);
     state.lost.send_replace(true);
 }
+
+/// How often the watchdog looks whether the lock session was closed.
+const CLOSED_POLL: Duration = Duration::from_millis(50);

@@ -9,13 +9,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use outbox_relay::config::{Config, SinkKind, SourceMode};
+use outbox_relay::leader::{Election, Leadership, Lease};
+use outbox_relay::metrics::{Component, metrics};
 use outbox_relay::pipeline::{Pipeline, PipelineError};
+use outbox_relay::replay::{self, ReplayRange};
 use outbox_relay::shutdown::Shutdown;
 use outbox_relay::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
 use outbox_relay::source::{PollingSource, ReplicationSource, Source, SourceError};
-use outbox_relay::metrics::{Component, metrics};
-use outbox_relay::leader::{Election, Lease, Leadership};
-use outbox_relay::replay::{self, ReplayRange};
 use outbox_relay::{backlog, check, http, migrate, shutdown, telemetry};
 
 /// Exit status for a configuration error (as opposed to 1 for a failure).
@@ -347,9 +347,7 @@ async fn with_sink<S: Source>(
             Ok(sink) => relay(config, source, sink, shutdown, leadership).await,
             Err(e) => Err(RunError::Sink(e)),
         },
-        SinkKind::Stdout => {
-            relay(config, source, StdoutSink::new(), shutdown, leadership).await
-        }
+        SinkKind::Stdout => relay(config, source, StdoutSink::new(), shutdown, leadership).await,
     }
 }
 

@@ -233,9 +233,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
         }
         match (failure, acked) {
             (Some(outcome), _) => outcome,
-            (None, _) if done < events.len() => {
-                Outcome::Stop(PipelineError::LostLeadership)
-            }
+            (None, _) if done < events.len() => Outcome::Stop(PipelineError::LostLeadership),
             (None, Ok(())) => {
                 tracing::debug!(
                     events = events.len(),

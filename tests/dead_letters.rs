@@ -29,7 +29,11 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
         .set("sink.rabbitmq", "exchange", "\"{aggregate_type}\"")
         .set("sink.rabbitmq", "declare_exchange", "false")
         .set("sink.rabbitmq", "max_message_bytes", "5000")
-        .set("sink.rabbitmq", "dead_letter_exchange", &toml_str(&copies.exchange))
+        .set(
+            "sink.rabbitmq",
+            "dead_letter_exchange",
+            &toml_str(&copies.exchange),
+        )
         .set("dead_letters", "max_attempts", "2")
         .set("retry", "initial_backoff", "\"50ms\"");
     let good = &setup.queue.exchange;
@@ -48,7 +52,10 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
         setup.db.unsent().await == 0
     })
     .await;
-    let received = setup.queue.drain(GOOD_AND_BAD - 3, Duration::from_secs(30)).await;
+    let received = setup
+        .queue
+        .drain(GOOD_AND_BAD - 3, Duration::from_secs(30))
+        .await;
     let mut ids: Vec<i64> = Vec::new();
     for message in &received {
         let id = message.message_id().parse().expect("numeric id");
@@ -58,7 +65,10 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
     }
     let duplicates = received.len() - ids.len();
     println!("poison among {GOOD_AND_BAD}: {duplicates} duplicate(s)");
-    assert!(duplicates <= 20, "at most one batch repeated per poison event");
+    assert!(
+        duplicates <= 20,
+        "at most one batch repeated per poison event"
+    );
     let expected: Vec<i64> = (1..=GOOD_AND_BAD as i64)
         .filter(|i| ![10, 20, 30].contains(i))
         .collect();
@@ -73,7 +83,8 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
         "10:oversized:2 20:exchange_not_found:2 30:template:2"
     );
     for reason in ["oversized", "exchange_not_found", "template"] {
-        let sample = format!("outbox_relay_dead_letters_total{{reason=\"{reason}\",sink=\"rabbitmq\"}}");
+        let sample =
+            format!("outbox_relay_dead_letters_total{{reason=\"{reason}\",sink=\"rabbitmq\"}}");
         assert_eq!(relay.metric(&sample).await, Some(1.0), "{sample}");
     }
     let listed = setup.config.run_ok(&["dead-letters", "list"]);
@@ -89,8 +100,13 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
         .collect();
     copied.sort();
     copied.dedup();
-    assert_eq!(copied, ["10:oversized", "20:exchange_not_found", "30:template"]);
-    let filtered = setup.config.run_ok(&["dead-letters", "list", "--reason", "template"]);
+    assert_eq!(
+        copied,
+        ["10:oversized", "20:exchange_not_found", "30:template"]
+    );
+    let filtered = setup
+        .config
+        .run_ok(&["dead-letters", "list", "--reason", "template"]);
     assert!(
         filtered.contains("1 dead letter(s)") && filtered.contains("placeholder"),
         "{filtered}"
@@ -101,20 +117,31 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
     let id_of = |event: &str| {
         setup
             .db
-            .psql(&format!("SELECT id FROM outbox_dead_letters WHERE event_id = '{event}'"))
+            .psql(&format!(
+                "SELECT id FROM outbox_dead_letters WHERE event_id = '{event}'"
+            ))
             .trim()
             .to_owned()
     };
-    let retried = setup.config.run_ok(&["dead-letters", "retry", &id_of("20")]);
-    assert!(retried.contains("event 20") && retried.contains("back in"), "{retried}");
+    let retried = setup
+        .config
+        .run_ok(&["dead-letters", "retry", &id_of("20")]);
+    assert!(
+        retried.contains("event 20") && retried.contains("back in"),
+        "{retried}"
+    );
     let again = other.drain(1, Duration::from_secs(30)).await;
     assert_eq!(again[0].message_id(), "20");
     assert_eq!(again[0].json()["i"], 20);
-    let twice = setup.config.run_ok(&["dead-letters", "retry", &id_of("20")]);
+    let twice = setup
+        .config
+        .run_ok(&["dead-letters", "retry", &id_of("20")]);
     assert!(twice.contains("already retried"), "{twice}");
 
     // Replay a range of sent events: they are published again, in order.
-    let replayed = setup.config.run_ok(&["replay", "--from-id", "4", "--to-id", "9"]);
+    let replayed = setup
+        .config
+        .run_ok(&["replay", "--from-id", "4", "--to-id", "9"]);
     assert!(replayed.contains("replayed 6 event(s)"), "{replayed}");
     let replay: Vec<String> = setup
         .queue
@@ -128,27 +155,41 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
     // Raise the size limit, restart, retry the rest: the oversized event
     // now goes through; the unrenderable one is dead-lettered again.
     drop(relay);
-    setup.config.set("sink.rabbitmq", "max_message_bytes", "100000");
+    setup
+        .config
+        .set("sink.rabbitmq", "max_message_bytes", "100000");
     let relay = Relay::start(&setup.config);
     let mut relay = relay;
     relay.wait_ready().await;
     let all = setup.config.run_ok(&["dead-letters", "retry", "--all"]);
-    assert!(all.contains("event 10") && all.contains("event 30"), "{all}");
+    assert!(
+        all.contains("event 10") && all.contains("event 30"),
+        "{all}"
+    );
     let big = setup.queue.drain(1, Duration::from_secs(30)).await;
     assert_eq!(big.len(), 1);
     assert_eq!(big[0].message_id(), "10");
-    assert_eq!(big[0].body.len() > 10000, true);
-    eventually(Duration::from_secs(30), "event 30 dead-lettered again", || async {
-        setup
-            .db
-            .count("SELECT count(*) FROM outbox_dead_letters WHERE retried_at IS NULL")
-            .await
-            == 1
-    })
+    assert!(big[0].body.len() > 10000);
+    eventually(
+        Duration::from_secs(30),
+        "event 30 dead-lettered again",
+        || async {
+            setup
+                .db
+                .count("SELECT count(*) FROM outbox_dead_letters WHERE retried_at IS NULL")
+                .await
+                == 1
+        },
+    )
     .await;
     let pending = setup.config.run_ok(&["dead-letters", "list"]);
-    assert!(pending.contains("1 dead letter(s)") && pending.contains("template"), "{pending}");
-    let history = setup.config.run_ok(&["dead-letters", "list", "--include-retried"]);
+    assert!(
+        pending.contains("1 dead letter(s)") && pending.contains("template"),
+        "{pending}"
+    );
+    let history = setup
+        .config
+        .run_ok(&["dead-letters", "list", "--include-retried"]);
     assert!(history.contains("4 dead letter(s)"), "{history}");
     drop(relay);
     setup.queue.delete().await;

@@ -30,11 +30,10 @@ async fn oversized_event_is_dead_lettered_and_the_rest_flow() {
     .await;
 
     let topic = setup.topic.clone();
-    let records = tokio::task::spawn_blocking(move || {
-        read_all(BROKERS, &topic, 7, Duration::from_secs(30))
-    })
-    .await
-    .expect("reader");
+    let records =
+        tokio::task::spawn_blocking(move || read_all(BROKERS, &topic, 7, Duration::from_secs(30)))
+            .await
+            .expect("reader");
     let mut ids: Vec<String> = records.iter().map(|r| r.event_id()).collect();
     ids.dedup();
     assert_eq!(ids, ["1", "2", "3", "4", "6", "7", "8"]);
@@ -56,5 +55,8 @@ async fn oversized_event_is_dead_lettered_and_the_rest_flow() {
     })
     .await;
     let listed = setup.config.run_ok(&["dead-letters", "list"]);
-    assert!(listed.contains("oversized") && listed.contains("order/a"), "{listed}");
+    assert!(
+        listed.contains("oversized") && listed.contains("order/a"),
+        "{listed}"
+    );
 }

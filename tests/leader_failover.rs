@@ -39,9 +39,10 @@ async fn failover(mut setup: Setup, label: &str) {
     assert!(body.contains("role: standby"), "{body}");
 
     let url = setup.db.url.clone();
-    let writing = tokio::spawn(async move {
-        writers::write(&url, 4, 1000, 10, Duration::from_millis(1)).await
-    });
+    let writing =
+        tokio::spawn(
+            async move { writers::write(&url, 4, 1000, 10, Duration::from_millis(1)).await },
+        );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         leader.metric(PUBLISHED).await.unwrap_or(0.0) > 0.0,

@@ -56,7 +56,8 @@ fn migrate_is_idempotent_and_check_sees_the_table() {
         "1 create_outbox\n2 notify_trigger\n3 dead_letters"
     );
     assert_eq!(
-        db.psql("SELECT to_regclass('public.outbox_dead_letters') IS NOT NULL").trim(),
+        db.psql("SELECT to_regclass('public.outbox_dead_letters') IS NOT NULL")
+            .trim(),
         "t"
     );
     assert_eq!(

@@ -61,7 +61,11 @@ mod tests {
             RDKafkaErrorCode::InvalidTopic,
             RDKafkaErrorCode::PolicyViolation,
         ] {
-            assert_eq!(classify(&delivery(code)), Disposition::DeadLetter, "{code:?}");
+            assert_eq!(
+                classify(&delivery(code)),
+                Disposition::DeadLetter,
+                "{code:?}"
+            );
         }
     }
 

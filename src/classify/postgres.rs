@@ -1,6 +1,5 @@
 //! tokio-postgres errors met while claiming, marking or dead-lettering.
 
-
 use super::Disposition;
 
 /// Classifies a database error by its SQLSTATE class. A lost connection

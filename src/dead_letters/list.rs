@@ -20,7 +20,15 @@ pub struct ListFilter {
 }
 
 const HEADINGS: [&str; 9] = [
-    "ID", "EVENT", "AGGREGATE", "TYPE", "REASON", "ATTEMPTS", "FAILED AT", "RETRIED", "ERROR",
+    "ID",
+    "EVENT",
+    "AGGREGATE",
+    "TYPE",
+    "REASON",
+    "ATTEMPTS",
+    "FAILED AT",
+    "RETRIED",
+    "ERROR",
 ];
 
 /// Longest error text shown; the table holds all of it.
@@ -97,6 +105,9 @@ fn align(rows: &[Vec<String>]) -> Vec<String> {
         padded.join("  ").trim_end().to_owned()
     };
     let mut lines = vec![line(HEADINGS.to_vec())];
-    lines.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    lines.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
     lines
 }

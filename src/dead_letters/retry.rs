@@ -51,7 +51,9 @@ pub async fn retry(config: &Config, target: RetryTarget) -> Result<Vec<String>, 
     for row in &letters {
         let (id, event_id): (i64, String) = (row.get(0), row.get(1));
         if row.get::<_, bool>(2) {
-            report.push(format!("dead letter {id} (event {event_id}): already retried"));
+            report.push(format!(
+                "dead letter {id} (event {event_id}): already retried"
+            ));
         } else if row.get::<_, bool>(3) {
             report.push(format!(
                 "dead letter {id} (event {event_id}): its outbox row was gone when it was \

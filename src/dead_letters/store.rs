@@ -40,7 +40,11 @@ impl DeadLetterStore {
     /// (the relay died before marking it) gets its attempts added instead
     /// of a second row.
     pub async fn put(&mut self, letter: &DeadLetter<'_>) -> Result<(), DeadLetterError> {
-        if self.client.as_ref().is_none_or(|(client, _)| client.is_closed()) {
+        if self
+            .client
+            .as_ref()
+            .is_none_or(|(client, _)| client.is_closed())
+        {
             self.client = Some(self.open().await?);
         }
         let Some((client, sql)) = &self.client else {

@@ -58,7 +58,8 @@ pub fn dead_letter_copy(event: &OutboxEvent, reason: &str, error: &str) -> Outbo
     let mut copy = event.clone();
     copy.headers
         .push(("x-dead-letter-reason".into(), reason.into()));
-    copy.headers.push(("x-dead-letter-error".into(), error.into()));
+    copy.headers
+        .push(("x-dead-letter-error".into(), error.into()));
     copy
 }
 

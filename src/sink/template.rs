@@ -145,7 +145,10 @@ mod tests {
         let t = Template::parse("x-{{{event_id}}}-{aggregate_id}").expect("valid");
         assert_eq!(t.render(&event()).as_deref(), Ok("x-{42}-o-1"));
         assert_eq!(
-            Template::parse("").expect("valid").render(&event()).as_deref(),
+            Template::parse("")
+                .expect("valid")
+                .render(&event())
+                .as_deref(),
             Ok("")
         );
     }
