@@ -28,6 +28,8 @@ const LOCK_CLASS: i64 = 0x6f72_6c79; // "orly"
 /// Competes for leadership of one outbox.
 pub struct Election {
     config: Config,
+    /// Whether a lock session was ever opened, to count reconnections.
+    ever_connected: bool,
 }
 
 /// Leadership held: publishing is allowed while [`Leadership::is_held`].
@@ -58,12 +60,13 @@ impl Election {
     pub fn new(config: &Config) -> Self {
         Self {
             config: config.clone(),
+            ever_connected: false,
         }
     }
 
     /// Waits until this relay holds the lock, or shutdown (`None`).
     /// Connection errors are retried; they only delay the takeover.
-    pub async fn acquire(&self, shutdown: &Shutdown) -> Option<Lease> {
+    pub async fn acquire(&mut self, shutdown: &Shutdown) -> Option<Lease> {
         let leader = &self.config.leader;
         let mut announced = false;
         let mut client: Option<Client> = None;
@@ -71,7 +74,13 @@ impl Election {
             if client.as_ref().is_none_or(Client::is_closed) {
                 metrics().set_connected(Component::Election, false);
                 client = match self.open().await {
-                    Ok(c) => Some(c),
+                    Ok(c) => {
+                        if self.ever_connected {
+                            metrics().reconnects.with_label_values(&["election"]).inc();
+                        }
+                        self.ever_connected = true;
+                        Some(c)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "leader election: postgres not reachable; retrying");
                         None

@@ -284,7 +284,7 @@ async fn run(config: Config) -> Result<(), RunError> {
 /// Waits to be elected (when `leader.enabled`), relays while leader, and
 /// goes back to standby if the lease is lost.
 async fn lead(config: &Config, shutdown: &Shutdown) -> Result<(), RunError> {
-    let election = Election::new(config);
+    let mut election = Election::new(config);
     loop {
         let lease = if config.leader.enabled {
             match election.acquire(shutdown).await {
