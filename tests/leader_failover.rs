@@ -8,75 +8,162 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::eventually;
+use support::rabbit::TestQueue;
 use support::relay::{Relay, http_get};
 use support::setup::Setup;
 use support::writers;
 
 const BATCH: usize = 100;
+const LEADER: &str = "outbox_relay_leader";
 const PUBLISHED: &str = "outbox_relay_events_published_total{sink=\"rabbitmq\"}";
 
 async fn is_leader(relay: &Relay) -> bool {
-    relay.metric("outbox_relay_leader").await == Some(1.0)
+    relay.metric(LEADER).await == Some(1.0)
 }
 
-async fn failover(mut setup: Setup, label: &str) {
+/// Events this relay has published (the counter appears with the first).
+async fn published(relay: &Relay) -> f64 {
+    relay.metric(PUBLISHED).await.unwrap_or(0.0)
+}
+
+/// `/readyz` of a relay: status and body.
+async fn readyz(relay: &Relay) -> (u16, String) {
+    http_get(relay.port, "/readyz").await.expect("readyz")
+}
+
+/// The backend holding the replication slot (0 when none does).
+async fn slot_pid(setup: &Setup) -> i64 {
+    setup
+        .db
+        .count(&format!(
+            "SELECT coalesce(max(active_pid), 0)::int8 FROM pg_replication_slots \
+             WHERE slot_name = '{}'",
+            setup.db.name
+        ))
+        .await
+}
+
+/// Deletes the test queue and exchange when the test ends, even by a panic.
+struct QueueCleanup(String, String);
+
+impl QueueCleanup {
+    fn of(queue: &TestQueue) -> Self {
+        Self(queue.exchange.clone(), queue.queue.clone())
+    }
+}
+
+impl Drop for QueueCleanup {
+    fn drop(&mut self) {
+        let queue = TestQueue {
+            exchange: self.0.clone(),
+            queue: self.1.clone(),
+        };
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(queue.delete());
+            }
+        })
+        .join();
+    }
+}
+
+async fn failover(mut setup: Setup, label: &str, replication: bool) {
+    let _cleanup = QueueCleanup::of(&setup.queue);
     setup
         .config
         .set("leader", "takeover_interval", "\"500ms\"")
         .set("leader", "lease", "\"3s\"");
-    let mut leader = setup.start_relay().await;
-    eventually(Duration::from_secs(10), "the first relay leads", || {
-        is_leader(&leader)
-    })
-    .await;
+    let mut a = setup.start_relay().await;
+    eventually(Duration::from_secs(10), "relay A leads", || is_leader(&a)).await;
     setup.config.new_port();
-    let standby = setup.start_relay().await;
-    assert!(!is_leader(&standby).await, "only one leader");
-    let (status, body) = http_get(setup.config.port, "/readyz")
-        .await
-        .expect("readyz");
+    let b = setup.start_relay().await;
+    assert_ne!(a.port, b.port, "each relay has its own metrics port");
+    assert_eq!(a.metric(LEADER).await, Some(1.0), "A leads");
+    assert_eq!(b.metric(LEADER).await, Some(0.0), "B stands by");
+    let (status, body) = readyz(&b).await;
     assert_eq!(status, 200, "a healthy standby is ready: {body}");
-    assert!(body.contains("role: standby"), "{body}");
+    assert!(body.contains("role: standby"), "B's /readyz: {body}");
+    let (status, body) = readyz(&a).await;
+    assert_eq!(status, 200, "the leader is ready: {body}");
+    assert!(body.contains("role: leader"), "A's /readyz: {body}");
+    let slot_before = if replication {
+        eventually(
+            Duration::from_secs(10),
+            "A streams from the slot",
+            || async { slot_pid(&setup).await > 0 },
+        )
+        .await;
+        slot_pid(&setup).await
+    } else {
+        0
+    };
 
     let url = setup.db.url.clone();
+    let started = Instant::now();
     let writing =
         tokio::spawn(
             async move { writers::write(&url, 4, 1000, 10, Duration::from_millis(1)).await },
         );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        leader.metric(PUBLISHED).await.unwrap_or(0.0) > 0.0,
-        "the leader publishes"
-    );
+    let a_published = published(&a).await;
+    let b_before = published(&b).await;
+    assert!(a_published > 0.0, "the leader publishes");
     assert_eq!(
-        standby.metric(PUBLISHED).await.unwrap_or(0.0),
-        0.0,
-        "the standby does not publish"
+        b_before, 0.0,
+        "the standby publishes nothing before the kill"
+    );
+    assert_eq!(b.metric(LEADER).await, Some(0.0), "B still stands by");
+    let unsent_at_kill = setup.db.unsent().await;
+    assert!(
+        !writing.is_finished(),
+        "the writers are still writing when A is killed"
     );
 
     let killed = Instant::now();
-    leader.sigkill();
-    eventually(Duration::from_secs(15), "the standby takes over", || {
-        is_leader(&standby)
+    a.sigkill();
+    eventually(Duration::from_secs(10), "B takes over", || is_leader(&b)).await;
+    let takeover = killed.elapsed();
+    eventually(Duration::from_secs(10), "B publishes", || async {
+        published(&b).await > b_before
     })
     .await;
-    let takeover = killed.elapsed();
+    let first_publish = killed.elapsed();
+    let (status, body) = readyz(&b).await;
+    assert_eq!(status, 200, "the new leader is ready: {body}");
+    assert!(body.contains("role: leader"), "B's /readyz: {body}");
+    if replication {
+        eventually(Duration::from_secs(10), "the slot follows B", || async {
+            let pid = slot_pid(&setup).await;
+            pid > 0 && pid != slot_before
+        })
+        .await;
+    }
 
     let written = writing.await.expect("writers");
+    let writing_took = started.elapsed();
     let (report, _) = setup.settle(label, &written).await;
-    println!("{label}: takeover after SIGKILL in {takeover:?}");
+    println!(
+        "{label}: A published {a_published} before the kill; at the kill {unsent_at_kill} rows \
+         unsent; the writers took {writing_took:?}"
+    );
+    println!(
+        "{label}: takeover after SIGKILL in {takeover:?}; B's first publish after {first_publish:?}; \
+         B published {} in all; duplicates {}",
+        published(&b).await,
+        report.duplicates
+    );
     assert!(
         report.duplicates <= 2 * BATCH,
         "too many duplicates: {report}"
     );
-    assert!(standby.metric(PUBLISHED).await.unwrap_or(0.0) > 0.0);
-    drop(standby);
-    setup.queue.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polling_standby_takes_over_after_sigkill() {
-    failover(Setup::new(BATCH).await, "leader failover (polling)").await;
+    failover(Setup::new(BATCH).await, "leader failover (polling)", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -84,6 +171,7 @@ async fn replication_standby_takes_over_after_sigkill() {
     failover(
         Setup::replication(BATCH).await,
         "leader failover (replication)",
+        true,
     )
     .await;
 }
