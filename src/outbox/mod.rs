@@ -2,11 +2,13 @@
 //! SQL the relay runs against it. Shared by the polling source, the backlog
 //! gauges, `migrate` and `check`.
 
+mod mark;
 mod name;
 pub mod requeue;
 mod schema;
 mod sql;
 
+pub use mark::mark_when_visible;
 pub use name::{TableName, quote_ident, quote_literal};
 pub use schema::{OutboxSchema, SchemaError};
 pub use sql::{OutboxSql, from_unix_micros, parse_headers};

@@ -19,8 +19,8 @@ pub struct OutboxSql {
     /// Like `claim`, limited to ids up to `$2` (text): the one-time pass over
     /// rows that predate a replication slot.
     pub claim_until: String,
-    /// `$1` = ids as text[]. Marks or deletes those rows (with mark = none,
-    /// does nothing).
+    /// `$1` = ids as text[]. Marks or deletes those rows and returns their
+    /// ids as text (with mark = none, does nothing).
     pub mark: String,
     /// Unsent rows and the age in seconds of the oldest (NULL without created_at).
     pub backlog: String,
@@ -73,10 +73,10 @@ impl OutboxSql {
         let ids = format!("{id} = ANY($1::text[]::{}[])", schema.id_type);
         let mark = match config.mark {
             MarkMode::Update => format!(
-                "UPDATE {table} SET {} = now() WHERE {ids}",
+                "UPDATE {table} SET {} = now() WHERE {ids} RETURNING {id}::text",
                 quote_ident(&c.sent_at)
             ),
-            MarkMode::Delete => format!("DELETE FROM {table} WHERE {ids}"),
+            MarkMode::Delete => format!("DELETE FROM {table} WHERE {ids} RETURNING {id}::text"),
             // Nothing to mark; the statement still checks the ids parse.
             MarkMode::None => format!("SELECT count(*) FROM {table} WHERE false AND {ids}"),
         };

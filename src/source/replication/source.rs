@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::connection::{ReplicationConnection, ReplicationError, StreamMessage};
@@ -18,9 +17,13 @@ use crate::config::{
 };
 use crate::event::OutboxEvent;
 use crate::metrics::{Component, metrics};
-use crate::outbox::{OutboxSchema, OutboxSql, TableName, quote_ident};
+use crate::outbox::{OutboxSchema, OutboxSql, TableName, mark_when_visible, quote_ident};
 use crate::postgres;
 use crate::source::{Source, SourceError};
+
+/// How long a mark waits for streamed rows to become visible (normally
+/// microseconds; see [`mark_when_visible`]).
+const VISIBILITY_WAIT: Duration = Duration::from_secs(5);
 
 /// An event and the transaction it belongs to.
 #[derive(Debug, Clone)]
@@ -363,12 +366,19 @@ impl ReplicationSource {
             .collect();
         if !ids.is_empty() && self.outbox.mark != MarkMode::None {
             let (client, mark) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
-            let params: [&(dyn ToSql + Sync); 1] = [&ids];
-            client
-                .execute(mark, &params)
+            let total = ids.len();
+            let missing = mark_when_visible(client, mark, ids, VISIBILITY_WAIT)
                 .await
                 .map_err(SourceError::Ack)?;
-            metrics().events_acknowledged.inc_by(ids.len() as u64);
+            if !missing.is_empty() {
+                tracing::warn!(
+                    missing = ?missing,
+                    "rows streamed and published were not found to mark; were they deleted by another process?"
+                );
+            }
+            metrics()
+                .events_acknowledged
+                .inc_by((total - missing.len()) as u64);
         }
         for i in 0..count {
             let txn = self.claimed[i].txn;
