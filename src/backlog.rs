@@ -53,11 +53,8 @@ async fn dead_letter_gauge(client: &tokio_postgres::Client, config: &Config) {
     let Ok(table) = crate::dead_letters::table_name(config) else {
         return;
     };
-    let exists = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
-        .await
-        .is_ok_and(|row| row.get::<_, bool>(0));
-    if !exists {
+    let exists = crate::postgres::relation_exists(client, &table.to_string()).await;
+    if !exists.unwrap_or(false) {
         return;
     }
     let sql = format!("SELECT count(*) FROM {table} WHERE retried_at IS NULL");

@@ -62,10 +62,9 @@ pub async fn run(config: &Config) -> usize {
                         report(true, "notify", detail);
                     }
                     if let Ok(table) = crate::dead_letters::table_name(config) {
-                        let exists = client
-                            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.to_string()])
+                        let exists = crate::postgres::relation_exists(&client, &table.to_string())
                             .await
-                            .is_ok_and(|row| row.get::<_, bool>(0));
+                            .unwrap_or(false);
                         report(
                             exists,
                             "dead letters",

@@ -156,6 +156,8 @@ impl Election {
                 "SELECT pg_terminate_backend(pid), pid FROM ( \
                    SELECT l.pid FROM pg_locks l \
                    WHERE l.relation = to_regclass($1) AND l.mode = 'RowShareLock' \
+                     AND l.database = (SELECT oid FROM pg_database \
+                                       WHERE datname = current_database()) \
                    UNION \
                    SELECT s.active_pid FROM pg_replication_slots s \
                    WHERE s.slot_name = $2 AND s.active_pid IS NOT NULL \

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod postgres;
 pub mod replay;
 pub mod shutdown;
+pub mod since;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

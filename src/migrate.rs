@@ -114,7 +114,7 @@ pub async fn run(config: &Config) -> Result<(), MigrateError> {
             println!("{:04} {}: already applied to {target}", m.version, m.name);
             continue;
         }
-        if m.version == 1 && table_exists(&tx, &target).await? {
+        if m.version == 1 && crate::postgres::relation_exists(&tx, &target).await? {
             // An existing outbox (Debezium-shaped, say) is the application's:
             // left as it is; the column mapping adapts to it.
             record(&tx, &schema, &target, m, &detail).await?;
@@ -137,16 +137,6 @@ pub async fn run(config: &Config) -> Result<(), MigrateError> {
     }
     tx.commit().await?;
     Ok(())
-}
-
-async fn table_exists(
-    client: &tokio_postgres::Transaction<'_>,
-    table: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    let row = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
-        .await?;
-    Ok(row.get(0))
 }
 
 async fn record(

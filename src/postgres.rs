@@ -83,3 +83,16 @@ fn drive<S, T>(
         }
     });
 }
+
+/// Whether `relation` (a table name as Postgres reads it, optionally
+/// schema-qualified and quoted) exists: for the tables `migrate` creates,
+/// which other commands must not assume.
+pub async fn relation_exists(
+    client: &impl tokio_postgres::GenericClient,
+    relation: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&relation])
+        .await?
+        .try_get(0)
+}

@@ -7,6 +7,7 @@ use crate::config::{ColumnsConfig, Config, MarkMode};
 use crate::outbox::requeue::{STAGING, create_staging, requeue_staged};
 use crate::outbox::{OutboxSchema, SchemaError, quote_ident};
 use crate::postgres::ConnectError;
+use crate::since::since_timestamp;
 
 /// The events to replay: every bound given must hold.
 #[derive(Debug, Clone, Default)]
@@ -46,21 +47,12 @@ pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayE
             "outbox.mark = delete: sent rows are deleted, so there is nothing to replay".into(),
         ));
     }
-    let since = match &range.since {
-        None => None,
-        Some(text) => {
-            let Some(created_at) = ColumnsConfig::optional(&c.created_at) else {
-                return Err(ReplayError::Usage(
-                    "--since needs outbox.columns.created_at".into(),
-                ));
-            };
-            let bound = match humantime::parse_duration(text) {
-                Ok(ago) => format!("now() - {} * interval '1 microsecond'", ago.as_micros()),
-                Err(_) => "$3::text::timestamptz".into(),
-            };
-            Some(format!("o.{} >= {bound}", quote_ident(created_at)))
-        }
-    };
+    if range.since.is_some() && ColumnsConfig::optional(&c.created_at).is_none() {
+        return Err(ReplayError::Usage(
+            "--since needs outbox.columns.created_at".into(),
+        ));
+    }
+    let since = range.since.as_deref().map(since_timestamp);
 
     let mut client = crate::postgres::connect(&config.postgres, "replay", None).await?;
     let schema = OutboxSchema::load(&client, &config.outbox).await?;
@@ -69,10 +61,15 @@ pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayE
     let mut conditions = vec![
         format!("($1::text IS NULL OR o.{id} >= $1::text::{id_type})"),
         format!("($2::text IS NULL OR o.{id} <= $2::text::{id_type})"),
-        // Mentions $3 even when --since is a duration, so it has a type.
-        "($3::text IS NULL OR true)".to_owned(),
     ];
-    conditions.extend(since);
+    conditions.push(match ColumnsConfig::optional(&c.created_at) {
+        Some(created_at) => format!(
+            "($3::text IS NULL OR o.{} >= $3::text::timestamptz)",
+            quote_ident(created_at)
+        ),
+        // --since was refused above without the column.
+        None => "$3::text IS NULL".into(),
+    });
     if config.outbox.mark == MarkMode::Update
         && let Some(sent_at) = ColumnsConfig::optional(&c.sent_at)
     {
@@ -87,7 +84,7 @@ pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayE
             "INSERT INTO {STAGING} SELECT * FROM {table} AS o WHERE {}",
             conditions.join(" AND ")
         ),
-        &[&range.from_id, &range.to_id, &range.since],
+        &[&range.from_id, &range.to_id, &since],
     )
     .await?;
     let count = requeue_staged(&tx, table, &config.outbox).await?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use support::checker::verify;
-use support::rabbit::{self, TestQueue};
+use support::rabbit::{self, QueueCleanup, TestQueue};
 use support::relay::Relay;
 use support::setup::Setup;
 use support::writers::Written;
@@ -155,34 +155,6 @@ fn assert_bounded(label: &str, peak_kib: u64, backlog_mb: f64) {
         peak_kib < LIMIT_KIB,
         "relay peak RSS {peak_kib} KiB is not below {LIMIT_KIB} KiB with a {backlog_mb:.1} MB backlog"
     );
-}
-
-/// Deletes the test queue and exchange when the test ends, even by a panic
-/// (a 120 MB queue should not outlive a failed test).
-struct QueueCleanup(String, String);
-
-impl QueueCleanup {
-    fn of(queue: &TestQueue) -> Self {
-        Self(queue.exchange.clone(), queue.queue.clone())
-    }
-}
-
-impl Drop for QueueCleanup {
-    fn drop(&mut self) {
-        let queue = TestQueue {
-            exchange: self.0.clone(),
-            queue: self.1.clone(),
-        };
-        let _ = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                runtime.block_on(queue.delete());
-            }
-        })
-        .join();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

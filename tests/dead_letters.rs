@@ -152,6 +152,28 @@ async fn poison_events_are_dead_lettered_retried_and_replayed() {
         .collect();
     assert_eq!(replay, ["4", "5", "6", "7", "8", "9"]);
 
+    // --since takes a timestamp, or a duration meaning that long ago.
+    let none = setup
+        .config
+        .run_ok(&["replay", "--to-id", "3", "--since", "2999-01-01 00:00+00"]);
+    assert!(none.contains("replayed 0 event(s)"), "{none}");
+    let recent = setup
+        .config
+        .run_ok(&["replay", "--to-id", "3", "--since", "1h"]);
+    assert!(recent.contains("replayed 3 event(s)"), "{recent}");
+    let replay: Vec<String> = setup
+        .queue
+        .drain(3, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|m| m.message_id())
+        .collect();
+    assert_eq!(replay, ["1", "2", "3"]);
+    let recent = setup
+        .config
+        .run_ok(&["dead-letters", "list", "--since", "1h"]);
+    assert!(recent.contains("2 dead letter(s)"), "{recent}");
+
     // Raise the size limit, restart, retry the rest: the oversized event
     // now goes through; the unrenderable one is dead-lettered again.
     drop(relay);

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::eventually;
-use support::rabbit::TestQueue;
+use support::rabbit::QueueCleanup;
 use support::relay::{Relay, http_get};
 use support::setup::Setup;
 use support::writers;
@@ -41,33 +41,6 @@ async fn slot_pid(setup: &Setup) -> i64 {
             setup.db.name
         ))
         .await
-}
-
-/// Deletes the test queue and exchange when the test ends, even by a panic.
-struct QueueCleanup(String, String);
-
-impl QueueCleanup {
-    fn of(queue: &TestQueue) -> Self {
-        Self(queue.exchange.clone(), queue.queue.clone())
-    }
-}
-
-impl Drop for QueueCleanup {
-    fn drop(&mut self) {
-        let queue = TestQueue {
-            exchange: self.0.clone(),
-            queue: self.1.clone(),
-        };
-        let _ = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                runtime.block_on(queue.delete());
-            }
-        })
-        .join();
-    }
 }
 
 async fn failover(mut setup: Setup, label: &str, replication: bool) {

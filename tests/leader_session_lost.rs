@@ -15,7 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::eventually;
-use support::rabbit::TestQueue;
+use support::rabbit::QueueCleanup;
 use support::relay::{Relay, http_get};
 use support::setup::Setup;
 use support::writers;
@@ -89,33 +89,6 @@ async fn terminate(client: &Client, pid: i32) {
         row.get::<_, i64>(0) == 0
     })
     .await;
-}
-
-/// Deletes the test queue and exchange when the test ends, even by a panic.
-struct QueueCleanup(String, String);
-
-impl QueueCleanup {
-    fn of(queue: &TestQueue) -> Self {
-        Self(queue.exchange.clone(), queue.queue.clone())
-    }
-}
-
-impl Drop for QueueCleanup {
-    fn drop(&mut self) {
-        let queue = TestQueue {
-            exchange: self.0.clone(),
-            queue: self.1.clone(),
-        };
-        let _ = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                runtime.block_on(queue.delete());
-            }
-        })
-        .join();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

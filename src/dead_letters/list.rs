@@ -10,8 +10,7 @@ pub struct ListFilter {
     pub reason: Option<String>,
     /// Only this aggregate type.
     pub aggregate_type: Option<String>,
-    /// Only letters recorded at or after this time (anything Postgres reads
-    /// as a timestamptz).
+    /// Only letters recorded at or after this time (see [`crate::since`]).
     pub since: Option<String>,
     /// Also letters already retried.
     pub include_retried: bool,
@@ -59,7 +58,7 @@ pub async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<String>, D
             &[
                 &filter.reason,
                 &filter.aggregate_type,
-                &filter.since,
+                &filter.since.as_deref().map(crate::since::since_timestamp),
                 &filter.include_retried,
                 &filter.limit,
             ],

@@ -3,7 +3,7 @@
 use tokio_postgres::Client;
 
 use super::{DeadLetterError, table_name};
-use crate::config::{Config, PostgresConfig};
+use crate::config::Config;
 use crate::event::OutboxEvent;
 use crate::outbox::{OutboxSchema, quote_ident};
 
@@ -22,7 +22,6 @@ pub struct DeadLetter<'a> {
 
 /// Writes dead letters; connects on first use and again after an error.
 pub struct DeadLetterStore {
-    postgres: PostgresConfig,
     config: Config,
     client: Option<(Client, String)>,
 }
@@ -30,7 +29,6 @@ pub struct DeadLetterStore {
 impl DeadLetterStore {
     pub fn new(config: &Config) -> Self {
         Self {
-            postgres: config.postgres.clone(),
             config: config.clone(),
             client: None,
         }
@@ -40,15 +38,9 @@ impl DeadLetterStore {
     /// (the relay died before marking it) gets its attempts added instead
     /// of a second row.
     pub async fn put(&mut self, letter: &DeadLetter<'_>) -> Result<(), DeadLetterError> {
-        if self
-            .client
-            .as_ref()
-            .is_none_or(|(client, _)| client.is_closed())
-        {
-            self.client = Some(self.open().await?);
-        }
-        let Some((client, sql)) = &self.client else {
-            return Err(DeadLetterError::Config("no session".into()));
+        let (client, sql) = match self.client.take() {
+            Some(open) if !open.0.is_closed() => open,
+            _ => self.open().await?,
         };
         let event = letter.event;
         let headers = (!event.headers.is_empty()).then(|| {
@@ -78,14 +70,16 @@ impl DeadLetterStore {
                 ],
             )
             .await;
-        if let Err(error) = result {
-            self.client = None;
-            return Err(DeadLetterError::Query {
+        match result {
+            Ok(_) => {
+                self.client = Some((client, sql));
+                Ok(())
+            }
+            Err(error) => Err(DeadLetterError::Query {
                 table: self.table()?,
                 error,
-            });
+            }),
         }
-        Ok(())
     }
 
     fn table(&self) -> Result<String, DeadLetterError> {
@@ -95,7 +89,7 @@ impl DeadLetterStore {
     }
 
     async fn open(&self) -> Result<(Client, String), DeadLetterError> {
-        let client = crate::postgres::connect(&self.postgres, "dead-letters", None).await?;
+        let client = crate::postgres::connect(&self.config.postgres, "dead-letters", None).await?;
         let schema = OutboxSchema::load(&client, &self.config.outbox).await?;
         let table = self.table()?;
         let id = quote_ident(&self.config.outbox.columns.id);

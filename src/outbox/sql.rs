@@ -181,7 +181,8 @@ mod tests {
         );
         assert_eq!(
             sql.mark,
-            "UPDATE \"public\".\"outbox\" SET \"sent_at\" = now() WHERE \"id\" = ANY($1::text[]::bigint[])"
+            "UPDATE \"public\".\"outbox\" SET \"sent_at\" = now() WHERE \"id\" = ANY($1::text[]::bigint[]) \
+             RETURNING \"id\"::text"
         );
     }
 
@@ -207,7 +208,8 @@ mod tests {
         );
         assert_eq!(
             sql.mark,
-            "DELETE FROM \"outbox_dbz\" WHERE \"id\" = ANY($1::text[]::uuid[])"
+            "DELETE FROM \"outbox_dbz\" WHERE \"id\" = ANY($1::text[]::uuid[]) \
+             RETURNING \"id\"::text"
         );
     }
 

@@ -216,3 +216,35 @@ impl Drop for BrokerOutage {
             .status();
     }
 }
+
+/// Deletes a test queue and its exchange when dropped, even by a panic (a
+/// large queue must not outlive a failed test).
+pub struct QueueCleanup(TestQueue);
+
+impl QueueCleanup {
+    pub fn of(queue: &TestQueue) -> Self {
+        Self(TestQueue {
+            exchange: queue.exchange.clone(),
+            queue: queue.queue.clone(),
+        })
+    }
+}
+
+impl Drop for QueueCleanup {
+    fn drop(&mut self) {
+        let queue = TestQueue {
+            exchange: std::mem::take(&mut self.0.exchange),
+            queue: std::mem::take(&mut self.0.queue),
+        };
+        // Drop may run inside a runtime, which cannot block on another task.
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(queue.delete());
+            }
+        })
+        .join();
+    }
+}
