@@ -76,7 +76,8 @@ enum DeadLetterAction {
         /// Only this aggregate type.
         #[arg(long)]
         aggregate_type: Option<String>,
-        /// Only letters recorded at or after this timestamp.
+        /// Only letters recorded at or after this time: a timestamp, or a
+        /// duration such as `2h` meaning that long ago.
         #[arg(long)]
         since: Option<String>,
         /// Show letters already retried too.
