@@ -21,7 +21,8 @@ install_pkg() {
     fi
 }
 
-as_postgres() { $SUDO runuser -u postgres -- "$@"; }
+# From /, so a private working directory (a mktemp clone) is no bother.
+as_postgres() { (cd / && $SUDO runuser -u postgres -- "$@"); }
 
 install_pkg curl
 
