@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: services up, formatting, lints, unit and integration
-# tests against the real PostgreSQL and RabbitMQ. `.ci/run` runs exactly this.
+# The whole test suite: services up, formatting, lints, the deploy/ checks,
+# unit and integration tests against the real PostgreSQL and RabbitMQ.
+# `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ mkdir -p "$CARGO_TARGET_DIR"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# deploy/: alerting rules, compose, Kubernetes and dashboard files (no Docker).
+scripts/check_deploy.sh
 # Test binaries run one after another; the disruptive ones (broker stop,
 # Postgres restart) rely on that, and on one test per file.
 cargo test --locked --all-targets -- --test-threads=1

@@ -199,6 +199,16 @@ pub enum SourceMode {
     Replication,
 }
 
+impl SourceMode {
+    /// The `source` label of metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceMode::Polling => "polling",
+            SourceMode::Replication => "replication",
+        }
+    }
+}
+
 /// Settings of the logical replication source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

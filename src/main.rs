@@ -10,11 +10,13 @@ use clap::{Parser, Subcommand};
 
 use outbox_relay::config::{Config, SinkKind, SourceMode};
 use outbox_relay::leader::{Election, Leadership, Lease};
-use outbox_relay::metrics::{Component, metrics};
+use outbox_relay::metrics::{Component, LabelSets, metrics};
 use outbox_relay::pipeline::{Pipeline, PipelineError};
 use outbox_relay::replay::{self, ReplayRange};
 use outbox_relay::shutdown::Shutdown;
-use outbox_relay::sink::{KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink};
+use outbox_relay::sink::{
+    KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink, dead_letter_reasons,
+};
 use outbox_relay::source::{PollingSource, ReplicationSource, Source, SourceError};
 use outbox_relay::{backlog, check, http, migrate, shutdown, telemetry};
 
@@ -257,6 +259,7 @@ async fn run(config: Config) -> Result<(), RunError> {
         sink = config.sink.kind.label(),
         "starting"
     );
+    prepare_metrics(&config);
     let (trigger, shutdown) = shutdown::channel();
     // Register the handlers before anything slow, so an early SIGTERM counts.
     let signal = trigger.on_signal().map_err(RunError::Signals)?;
@@ -280,6 +283,25 @@ async fn run(config: Config) -> Result<(), RunError> {
     let result = lead(&config, &shutdown).await;
     signals.abort();
     result
+}
+
+/// Creates every series this relay can produce, at 0 (see
+/// [`outbox_relay::metrics::Metrics::prepare`]).
+fn prepare_metrics(config: &Config) {
+    let components: &[Component] = if config.leader.enabled {
+        &[Component::Postgres, Component::Broker, Component::Election]
+    } else {
+        &[Component::Postgres, Component::Broker]
+    };
+    metrics().prepare(&LabelSets {
+        sink: config.sink.kind.label(),
+        source: config.source.mode.label(),
+        publish_failure_reasons: SinkError::REASONS,
+        dead_letter_reasons: dead_letter_reasons(config.sink.kind),
+        source_error_reasons: SourceError::REASONS,
+        components,
+        replication: config.source.mode == SourceMode::Replication,
+    });
 }
 
 /// Waits to be elected (when `leader.enabled`), relays while leader, and

@@ -205,7 +205,9 @@ impl Metrics {
             ))
             .expect("metric"),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+        // The replication slot gauges are registered by `prepare`, in
+        // replication mode only: elsewhere there is no slot to report on.
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(m.events_published.clone()),
             Box::new(m.events_acknowledged.clone()),
             Box::new(m.publish_failures.clone()),
@@ -218,8 +220,6 @@ impl Metrics {
             Box::new(m.reconnects.clone()),
             Box::new(m.connected.clone()),
             Box::new(m.build_info.clone()),
-            Box::new(m.slot_lag_bytes.clone()),
-            Box::new(m.slot_healthy.clone()),
             Box::new(m.kafka_queue_messages.clone()),
             Box::new(m.kafka_in_flight_requests.clone()),
             Box::new(m.dead_letters.clone()),
@@ -233,6 +233,38 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m
+    }
+
+    /// Creates every series this relay can produce, at 0, before the first
+    /// event: a dashboard then shows 0 rather than nothing, and an alert on
+    /// `increase(...)` sees the first failure or dead letter of a reason
+    /// (a series born at 1 has no increase). Also registers the replication
+    /// slot gauges when the source is a replication slot. Call once, at
+    /// startup.
+    pub fn prepare(&self, sets: &LabelSets<'_>) {
+        self.events_published.with_label_values(&[sets.sink]);
+        self.publish_duration.with_label_values(&[sets.sink]);
+        for reason in sets.publish_failure_reasons {
+            self.publish_failures
+                .with_label_values(&[sets.sink, reason]);
+        }
+        for reason in sets.dead_letter_reasons {
+            self.dead_letters.with_label_values(&[sets.sink, reason]);
+        }
+        for reason in sets.source_error_reasons {
+            self.source_errors.with_label_values(&[sets.source, reason]);
+        }
+        for component in sets.components {
+            self.reconnects.with_label_values(&[component.label()]);
+            self.connected.with_label_values(&[component.label()]);
+        }
+        if sets.replication {
+            for gauge in [&self.slot_lag_bytes, &self.slot_healthy] {
+                if let Err(e) = self.registry.register(Box::new(gauge.clone())) {
+                    tracing::debug!(error = %e, "replication slot gauges already registered");
+                }
+            }
+        }
     }
 
     /// The text exposition format served on `/metrics`.
@@ -259,6 +291,24 @@ impl Metrics {
     }
 }
 
+/// The label values one relay can produce, for [`Metrics::prepare`].
+pub struct LabelSets<'a> {
+    /// The configured sink's `sink` label.
+    pub sink: &'a str,
+    /// The configured source's `source` label.
+    pub source: &'a str,
+    /// Every `reason` of `publish_failures_total`.
+    pub publish_failure_reasons: &'a [&'a str],
+    /// Every `reason` of `dead_letters_total` this sink can record.
+    pub dead_letter_reasons: &'a [&'a str],
+    /// Every `reason` of `source_errors_total`.
+    pub source_error_reasons: &'a [&'a str],
+    /// The connections this relay keeps (`election` only with a leader lock).
+    pub components: &'a [Component],
+    /// Whether the source is a replication slot.
+    pub replication: bool,
+}
+
 /// The connections the relay keeps, as metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
@@ -277,5 +327,55 @@ impl Component {
             Component::Broker => "broker",
             Component::Election => "election",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Component, LabelSets, Metrics};
+
+    fn sets(replication: bool) -> LabelSets<'static> {
+        LabelSets {
+            sink: "rabbitmq",
+            source: "polling",
+            publish_failure_reasons: &["timeout"],
+            dead_letter_reasons: &["oversized"],
+            source_error_reasons: &["claim"],
+            components: &[Component::Postgres, Component::Broker],
+            replication,
+        }
+    }
+
+    #[test]
+    fn prepare_creates_every_series_at_zero() {
+        let m = Metrics::new();
+        m.prepare(&sets(false));
+        let text = m.render();
+        for sample in [
+            "outbox_relay_events_published_total{sink=\"rabbitmq\"} 0",
+            "outbox_relay_publish_duration_seconds_count{sink=\"rabbitmq\"} 0",
+            "outbox_relay_publish_failures_total{reason=\"timeout\",sink=\"rabbitmq\"} 0",
+            "outbox_relay_dead_letters_total{reason=\"oversized\",sink=\"rabbitmq\"} 0",
+            "outbox_relay_source_errors_total{reason=\"claim\",source=\"polling\"} 0",
+            "outbox_relay_reconnects_total{component=\"broker\"} 0",
+            "outbox_relay_connected{component=\"postgres\"} 0",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from:\n{text}");
+        }
+        assert!(!text.contains("election"), "no leader lock, no election");
+        assert!(
+            !text.contains("replication_slot"),
+            "no slot in polling mode"
+        );
+    }
+
+    #[test]
+    fn replication_mode_exports_the_slot_gauges() {
+        let m = Metrics::new();
+        m.prepare(&sets(true));
+        m.prepare(&sets(true));
+        let text = m.render();
+        assert!(text.contains("outbox_relay_replication_slot_lag_bytes 0"));
+        assert!(text.contains("outbox_relay_replication_slot_healthy 0"));
     }
 }

@@ -77,6 +77,24 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_has_a_metric_series() {
+        let known = crate::sink::dead_letter_reasons(crate::config::SinkKind::Rabbitmq);
+        for soft in [
+            AMQPSoftError::CONTENTTOOLARGE,
+            AMQPSoftError::NOROUTE,
+            AMQPSoftError::ACCESSREFUSED,
+            AMQPSoftError::NOTFOUND,
+            AMQPSoftError::PRECONDITIONFAILED,
+            AMQPSoftError::NOCONSUMERS,
+        ] {
+            let error = protocol(AMQPErrorKind::Soft(soft.clone()));
+            assert!(known.contains(&reason(&error)), "{soft:?}");
+        }
+        let io: lapin::Error = ErrorKind::MissingHeartbeatError.into();
+        assert!(known.contains(&reason(&io)));
+    }
+
+    #[test]
     fn path_faults_are_retried() {
         let mut errors = vec![
             protocol(AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED)),

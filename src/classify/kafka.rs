@@ -91,6 +91,23 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_has_a_metric_series() {
+        let known = crate::sink::dead_letter_reasons(crate::config::SinkKind::Kafka);
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::MessageBatchTooLarge,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::InvalidTopic,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::PolicyViolation,
+            RDKafkaErrorCode::InvalidRecord,
+        ] {
+            assert!(known.contains(&reason(&delivery(code))), "{code:?}");
+        }
+    }
+
+    #[test]
     fn errors_without_a_code_are_retried() {
         assert_eq!(classify(&KafkaError::Canceled), Disposition::Retry);
     }

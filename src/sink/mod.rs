@@ -16,6 +16,7 @@ pub mod template;
 use std::future::Future;
 
 use crate::classify::Disposition;
+use crate::config::SinkKind;
 use crate::event::OutboxEvent;
 
 pub use kafka::KafkaSink;
@@ -50,6 +51,34 @@ pub trait Sink {
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
         let _ = (event, reason, error);
         async { Ok(()) }
+    }
+}
+
+/// Every dead-letter reason a sink of `kind` can record: what
+/// [`crate::classify::amqp::reason`] and [`crate::classify::kafka::reason`]
+/// return, `oversized` from the size check and `template` from
+/// [`template`]. The stdout sink takes every event.
+pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
+    match kind {
+        SinkKind::Rabbitmq => &[
+            "oversized",
+            "unroutable",
+            "template",
+            "exchange_not_found",
+            "access_refused",
+            "precondition_failed",
+            "rejected",
+        ],
+        SinkKind::Kafka => &[
+            "oversized",
+            "template",
+            "unknown_topic",
+            "invalid_topic",
+            "topic_authorization_failed",
+            "policy_violation",
+            "rejected",
+        ],
+        SinkKind::Stdout => &[],
     }
 }
 
@@ -106,6 +135,17 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// Every value [`SinkError::reason`] returns.
+    pub const REASONS: &[&str] = &[
+        "connect",
+        "connection",
+        "timeout",
+        "nacked",
+        "unroutable",
+        "rejected",
+        "io",
+    ];
+
     /// The `reason` label of `outbox_relay_publish_failures_total`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -133,5 +173,38 @@ impl SinkError {
             SinkError::Rejected { reason, .. } => reason,
             other => other.reason(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::SinkError;
+
+    #[test]
+    fn every_reason_is_listed() {
+        let errors = [
+            SinkError::Connect(String::new()),
+            SinkError::Connection(String::new()),
+            SinkError::ConfirmTimeout(Duration::ZERO),
+            SinkError::Nacked {
+                event_id: "1".into(),
+            },
+            SinkError::Unroutable {
+                event_id: "1".into(),
+                exchange: String::new(),
+                routing_key: String::new(),
+                reply: String::new(),
+            },
+            SinkError::Rejected {
+                event_id: "1".into(),
+                reason: "template",
+                detail: String::new(),
+            },
+            SinkError::Io(std::io::Error::other("test")),
+        ];
+        let reasons: Vec<&str> = errors.iter().map(SinkError::reason).collect();
+        assert_eq!(reasons, SinkError::REASONS);
     }
 }

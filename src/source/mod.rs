@@ -99,6 +99,18 @@ impl SourceError {
         }
     }
 
+    /// Every value [`SourceError::reason`] returns.
+    pub const REASONS: &[&str] = &[
+        "connect",
+        "schema",
+        "claim",
+        "ack",
+        "session_lost",
+        "replication",
+        "slot_unusable",
+        "slot_in_use",
+    ];
+
     /// The `reason` label of `outbox_relay_source_errors_total`.
     pub fn reason(&self) -> &'static str {
         match self {

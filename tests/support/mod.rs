@@ -6,6 +6,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod db;
+pub mod exposition;
 pub mod kafka;
 pub mod rabbit;
 pub mod relay;

@@ -202,9 +202,7 @@ impl Relay {
     /// The value of one sample line of `/metrics`, e.g.
     /// `outbox_relay_events_published_total{sink="rabbitmq"}`.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let text = self.metrics().await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        sample_value(&self.metrics().await, sample)
     }
 
     /// Kills the process with SIGKILL, as a crash would.
@@ -272,6 +270,12 @@ impl Drop for Relay {
             }
         }
     }
+}
+
+/// The value of one sample line of a `/metrics` text.
+pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
 }
 
 /// A TOML basic string.
