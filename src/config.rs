@@ -33,6 +33,7 @@ pub struct Config {
     pub leader: LeaderConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub tracing: TracingConfig,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             leader: LeaderConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -499,6 +501,60 @@ pub enum LogFormat {
     Json,
 }
 
+/// OpenTelemetry traces: a span per batch and per published event, exported
+/// over OTLP/HTTP, and the trace context of a row's `traceparent` header
+/// carried on to the message, so a consumer's span joins the writer's trace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// Off by default: then no span is made and no header is added or
+    /// replaced, so the relay's throughput is unchanged.
+    pub enabled: bool,
+    /// OTLP/HTTP (protobuf) collector URL, `http://` only. A URL without a
+    /// path gets `/v1/traces` appended. Empty: the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// else `http://localhost:4318`.
+    pub endpoint: String,
+    /// The `service.name` resource attribute of every span.
+    pub service_name: String,
+    /// Fraction of new traces recorded, 0.0 to 1.0. Events whose row carries
+    /// a `traceparent` follow that trace's sampling decision instead.
+    pub sample_ratio: f64,
+}
+
+impl TracingConfig {
+    /// Where the exporter sends spans, when `endpoint` is set.
+    pub const TRACES_PATH: &str = "/v1/traces";
+
+    /// `endpoint` with [`Self::TRACES_PATH`] added to a bare URL; `None`
+    /// leaves the choice to the `OTEL_EXPORTER_OTLP_*` variables.
+    pub fn traces_endpoint(&self) -> Option<String> {
+        let endpoint = self.endpoint.trim();
+        if endpoint.is_empty() {
+            return None;
+        }
+        match url::Url::parse(endpoint) {
+            Ok(url) if url.path() == "/" => Some(format!(
+                "{}{}",
+                endpoint.trim_end_matches('/'),
+                Self::TRACES_PATH
+            )),
+            _ => Some(endpoint.to_owned()),
+        }
+    }
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: String::new(),
+            service_name: "outbox-relay".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 /// Durations written as strings such as `"250ms"` or `"5s"`.
 mod duration {
     use std::time::Duration;
@@ -533,6 +589,33 @@ mod tests {
         assert_eq!(
             config.sink.rabbitmq.max_message_bytes,
             defaults.sink.rabbitmq.max_message_bytes
+        );
+        assert_eq!(config.tracing.enabled, defaults.tracing.enabled);
+        assert_eq!(config.tracing.endpoint, defaults.tracing.endpoint);
+        assert_eq!(config.tracing.service_name, defaults.tracing.service_name);
+        assert_eq!(config.tracing.sample_ratio, defaults.tracing.sample_ratio);
+    }
+
+    #[test]
+    fn a_bare_tracing_endpoint_gets_the_traces_path() {
+        let with = |endpoint: &str| TracingConfig {
+            endpoint: endpoint.into(),
+            ..TracingConfig::default()
+        };
+        assert_eq!(with("").traces_endpoint(), None);
+        assert_eq!(
+            with("http://collector:4318").traces_endpoint().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            with("http://collector:4318/").traces_endpoint().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            with("http://collector:4318/otlp/v1/traces")
+                .traces_endpoint()
+                .as_deref(),
+            Some("http://collector:4318/otlp/v1/traces")
         );
     }
 }

@@ -109,7 +109,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(&config.log);
+    let telemetry = match telemetry::init(&config.log, &config.tracing) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,7 +126,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => match run(config).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -172,7 +178,10 @@ fn main() -> ExitCode {
                 }
             },
         }
-    })
+    });
+    drop(runtime);
+    telemetry.shutdown();
+    code
 }
 
 /// Prints a subcommand's lines, or its error, and picks the exit status.

@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tracing::Instrument;
 
 use crate::classify::Disposition;
 use crate::config::{Config, RetryConfig};
@@ -27,6 +28,7 @@ use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::{PublishFailure, Sink};
 use crate::source::{Source, SourceError};
+use crate::telemetry::SPAN_TARGET;
 
 /// One source feeding one sink.
 pub struct Pipeline<S, K> {
@@ -119,7 +121,22 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 continue;
             }
             let full = events.len() == limit;
-            match self.relay_batch(&events).await {
+            // The parent or link of the events' publish spans; ended below,
+            // before any idle wait.
+            let span = tracing::info_span!(
+                target: SPAN_TARGET,
+                "batch",
+                otel.name = "relay batch",
+                messaging.system = self.sink.label(),
+                messaging.batch.message_count = events.len(),
+                outbox.source = self.source.label(),
+                outbox.first_event_id = %events[0].id,
+                outbox.outcome = tracing::field::Empty,
+            );
+            let outcome = self.relay_batch(&events).instrument(span.clone()).await;
+            span.record("outbox.outcome", outcome.label());
+            drop(span);
+            match outcome {
                 Outcome::Done => {
                     backoff = self.backoff();
                     limit = limit.saturating_mul(2).min(self.batch_size);
@@ -324,6 +341,17 @@ enum Outcome {
     Retry,
     /// The pipeline cannot go on.
     Stop(PipelineError),
+}
+
+impl Outcome {
+    /// The batch span's `outbox.outcome`.
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Retry => "retry",
+            Outcome::Stop(_) => "stop",
+        }
+    }
 }
 
 fn record_confirmed(label: &str, confirmed: &[OutboxEvent], elapsed: Duration) {

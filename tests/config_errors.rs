@@ -95,6 +95,35 @@ fn kafka_settings_are_checked() {
 }
 
 #[test]
+fn tracing_settings_are_checked() {
+    assert_names(
+        &check_with(
+            "[tracing]\nenabled = true\nendpoint = \"https://collector:4318\"\n",
+            &[],
+        ),
+        "tracing.endpoint",
+    );
+    assert_names(
+        &check_with(
+            "[tracing]\nenabled = true\nendpoint = \"collector 4318\"\n",
+            &[],
+        ),
+        "tracing.endpoint",
+    );
+    assert_names(
+        &check_with("[tracing]\nenabled = true\nsample_ratio = 1.5\n", &[]),
+        "tracing.sample_ratio",
+    );
+    let out = check_with(
+        "[tracing]\nenabled = true\n",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
+}
+
+#[test]
 fn environment_overrides_are_checked_too() {
     let out = check_with("", &[("OUTBOX_RELAY_SOURCE__POLLING__BATCH_SIZE", "abc")]);
     assert_names(&out, "source.polling.batch_size");

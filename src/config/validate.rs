@@ -195,6 +195,39 @@ impl Config {
 
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", format!("`{}`: {e}", self.log.level)))?;
+
+        if self.tracing.enabled {
+            let tracing = &self.tracing;
+            if let Some(endpoint) = tracing.traces_endpoint() {
+                let url = url::Url::parse(&endpoint).map_err(|e| {
+                    ConfigError::invalid(
+                        "tracing.endpoint",
+                        format!("`{}` is not a valid URL: {e}", tracing.endpoint),
+                    )
+                })?;
+                if url.scheme() != "http" {
+                    return Err(ConfigError::invalid(
+                        "tracing.endpoint",
+                        format!(
+                            "scheme must be http, got `{}` (the OTLP exporter is built without TLS; send to a local collector)",
+                            url.scheme()
+                        ),
+                    ));
+                }
+            }
+            if tracing.service_name.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "tracing.service_name",
+                    "must not be empty",
+                ));
+            }
+            if !(0.0..=1.0).contains(&tracing.sample_ratio) {
+                return Err(ConfigError::invalid(
+                    "tracing.sample_ratio",
+                    format!("must be between 0.0 and 1.0, got {}", tracing.sample_ratio),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod rabbitmq;
 pub mod stdout;
 pub mod template;
+pub mod trace;
 
 use std::future::Future;
 

@@ -12,6 +12,7 @@ use lapin::{
 };
 
 use super::template::{Template, unrenderable};
+use super::trace::{Destination, PublishSpan, is_trace_header};
 use super::{PublishFailure, Sink, SinkError, dead_letter_copy};
 use crate::classify::{Disposition, amqp};
 use crate::config::RabbitMqConfig;
@@ -196,6 +197,13 @@ impl RabbitMqSink {
                 send_error = Some(e);
                 break;
             }
+            let span = PublishSpan::start(
+                event,
+                Destination::RabbitMq {
+                    exchange: &exchange,
+                    routing_key: &routing_key,
+                },
+            );
             let sent = channel
                 .basic_publish(
                     ShortString::from(exchange.as_str()),
@@ -205,13 +213,17 @@ impl RabbitMqSink {
                         ..BasicPublishOptions::default()
                     },
                     &event.payload,
-                    properties(event),
+                    properties(event, span.as_ref().map(PublishSpan::headers)),
                 )
                 .await;
             match sent {
-                Ok(confirm) => pending.push((confirm, exchange, routing_key)),
+                Ok(confirm) => pending.push((confirm, exchange, routing_key, span)),
                 Err(e) => {
-                    send_error = Some(SinkError::Connection(e.to_string()));
+                    let error = SinkError::Connection(e.to_string());
+                    if let Some(span) = &span {
+                        span.fail(&error);
+                    }
+                    send_error = Some(error);
                     break;
                 }
             }
@@ -219,42 +231,32 @@ impl RabbitMqSink {
 
         let sent = pending.len();
         let deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
-        for (index, (confirm, exchange, routing_key)) in pending.into_iter().enumerate() {
+        for (index, (confirm, exchange, routing_key, span)) in pending.into_iter().enumerate() {
             let event = &events[index];
-            match tokio::time::timeout_at(deadline, confirm).await {
+            let error = match tokio::time::timeout_at(deadline, confirm).await {
+                Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => continue,
                 Err(_) => {
                     self.drop_link();
-                    return Err(fail(
-                        index,
-                        SinkError::ConfirmTimeout(self.config.confirm_timeout),
-                    ));
+                    SinkError::ConfirmTimeout(self.config.confirm_timeout)
                 }
                 Ok(Err(e)) => {
                     self.drop_link();
-                    return Err(fail(index, confirm_error(event, &exchange, e)));
+                    confirm_error(event, &exchange, e)
                 }
-                Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => {}
-                Ok(Ok(Confirmation::Ack(Some(returned)))) => {
-                    let reply = format!("{} {}", returned.reply_code, returned.reply_text);
-                    return Err(fail(
-                        index,
-                        SinkError::Unroutable {
-                            event_id: event.id.clone(),
-                            exchange,
-                            routing_key,
-                            reply,
-                        },
-                    ));
-                }
-                Ok(Ok(Confirmation::Nack(_))) => {
-                    return Err(fail(
-                        index,
-                        SinkError::Nacked {
-                            event_id: event.id.clone(),
-                        },
-                    ));
-                }
+                Ok(Ok(Confirmation::Ack(Some(returned)))) => SinkError::Unroutable {
+                    event_id: event.id.clone(),
+                    exchange,
+                    routing_key,
+                    reply: format!("{} {}", returned.reply_code, returned.reply_text),
+                },
+                Ok(Ok(Confirmation::Nack(_))) => SinkError::Nacked {
+                    event_id: event.id.clone(),
+                },
+            };
+            if let Some(span) = &span {
+                span.fail(&error);
             }
+            return Err(fail(index, error));
         }
         match send_error {
             None => Ok(()),
@@ -352,7 +354,7 @@ impl Sink for RabbitMqSink {
                 ShortString::from(routing_key.as_str()),
                 BasicPublishOptions::default(),
                 &copy.payload,
-                properties(&copy),
+                properties(&copy, None),
             )
             .await
             .map_err(|e| SinkError::Connection(e.to_string()))?;
@@ -384,13 +386,23 @@ fn exchange_kind(name: &str) -> ExchangeKind {
 }
 
 /// Message properties: ids, type, time, content type, persistence, headers.
-fn properties(event: &OutboxEvent) -> BasicProperties {
+/// `trace` (the publish span's context) replaces the row's trace headers.
+fn properties(event: &OutboxEvent, trace: Option<&[(String, String)]>) -> BasicProperties {
     let mut headers = FieldTable::default();
     for (key, value) in &event.headers {
+        if trace.is_some() && is_trace_header(key) {
+            continue;
+        }
         headers.insert(ShortString::from(key.as_str()), amqp_value(value));
     }
     for (key, value) in event.standard_headers() {
         headers.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+    for (key, value) in trace.unwrap_or_default() {
+        headers.insert(
+            ShortString::from(key.as_str()),
+            AMQPValue::LongString(LongString::from(value.as_str())),
+        );
     }
     let mut props = BasicProperties::default()
         .with_message_id(event.id.as_str().into())

@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests: a fresh database per test, the
 //! relay as a real child process, a RabbitMQ queue to read what it published,
-//! concurrent writers, and the checker that counts what arrived.
+//! concurrent writers, the checker that counts what arrived, the relay's
+//! spans caught in memory, and a stand-in OTLP collector.
 #![allow(dead_code)]
 
 pub mod checker;
 pub mod cluster;
+pub mod collector;
 pub mod db;
 pub mod exposition;
 pub mod kafka;
@@ -12,6 +14,7 @@ pub mod rabbit;
 pub mod relay;
 pub mod scenarios;
 pub mod setup;
+pub mod spans;
 pub mod writers;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -14,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use context::RelayContext;
 
 use super::template::{Template, unrenderable};
+use super::trace::{Destination, PublishSpan, is_trace_header};
 use super::{PublishFailure, Sink, SinkError, dead_letter_copy};
 use crate::classify::{Disposition, kafka};
 use crate::config::KafkaConfig;
@@ -154,7 +155,14 @@ impl KafkaSink {
                     break 'events;
                 }
             };
-            let headers = headers(event);
+            let span = PublishSpan::start(
+                event,
+                Destination::Kafka {
+                    topic: &topic,
+                    key: &key,
+                },
+            );
+            let headers = headers(event, span.as_ref().map(PublishSpan::headers));
             loop {
                 let mut record = FutureRecord::to(&topic)
                     .key(&key)
@@ -165,7 +173,7 @@ impl KafkaSink {
                 }
                 match producer.send_result(record) {
                     Ok(delivery) => {
-                        pending.push((delivery, topic));
+                        pending.push((delivery, topic, span));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -173,7 +181,11 @@ impl KafkaSink {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((error, _)) => {
-                        enqueue_error = Some(self.record_error(error, event, &topic));
+                        let error = self.record_error(error, event, &topic);
+                        if let Some(span) = &span {
+                            span.fail(&error);
+                        }
+                        enqueue_error = Some(error);
                         break 'events;
                     }
                 }
@@ -181,22 +193,17 @@ impl KafkaSink {
         }
 
         let sent = pending.len();
-        for (index, (delivery, topic)) in pending.into_iter().enumerate() {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => {
-                    let error = self.record_error(error, &events[index], &topic);
-                    self.reset_producer();
-                    return Err(fail(index, error));
-                }
-                Err(_) => {
-                    self.reset_producer();
-                    return Err(fail(
-                        index,
-                        SinkError::Connection("the producer dropped a delivery report".into()),
-                    ));
-                }
+        for (index, (delivery, topic, span)) in pending.into_iter().enumerate() {
+            let error = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((error, _))) => self.record_error(error, &events[index], &topic),
+                Err(_) => SinkError::Connection("the producer dropped a delivery report".into()),
+            };
+            if let Some(span) = &span {
+                span.fail(&error);
             }
+            self.reset_producer();
+            return Err(fail(index, error));
         }
         metrics().set_connected(Component::Broker, true);
         match enqueue_error {
@@ -253,7 +260,7 @@ impl Sink for KafkaSink {
         let record = FutureRecord::to(&topic)
             .key(&key)
             .payload(&copy.payload)
-            .headers(headers(&copy));
+            .headers(headers(&copy, None));
         let delivery = producer
             .send_result(record)
             .map_err(|(e, _)| self.record_error(e, event, &topic))?;
@@ -267,10 +274,14 @@ impl Sink for KafkaSink {
     }
 }
 
-/// The standard headers, then the row's own (standard names win).
-fn headers(event: &OutboxEvent) -> OwnedHeaders {
+/// The standard headers, then the row's own (standard names win), then
+/// `trace` (the publish span's context) in place of the row's trace headers.
+fn headers(event: &OutboxEvent, trace: Option<&[(String, String)]>) -> OwnedHeaders {
     let standard = event.standard_headers();
-    let mut headers = OwnedHeaders::new_with_capacity(standard.len() + event.headers.len());
+    let replace_trace = trace.is_some();
+    let trace = trace.unwrap_or_default();
+    let mut headers =
+        OwnedHeaders::new_with_capacity(standard.len() + event.headers.len() + trace.len());
     for (key, value) in standard {
         headers = headers.insert(Header {
             key,
@@ -278,7 +289,7 @@ fn headers(event: &OutboxEvent) -> OwnedHeaders {
         });
     }
     for (key, value) in &event.headers {
-        if standard.iter().any(|(k, _)| k == key) {
+        if standard.iter().any(|(k, _)| k == key) || (replace_trace && is_trace_header(key)) {
             continue;
         }
         let text = match value {
@@ -288,6 +299,12 @@ fn headers(event: &OutboxEvent) -> OwnedHeaders {
         headers = headers.insert(Header {
             key,
             value: Some(text.as_bytes()),
+        });
+    }
+    for (key, value) in trace {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
         });
     }
     headers
@@ -311,4 +328,77 @@ fn check_topic(topic: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::Headers;
+
+    use super::*;
+    use crate::event::PayloadKind;
+
+    fn event(headers: &[(&str, &str)]) -> OutboxEvent {
+        OutboxEvent {
+            id: "7".into(),
+            aggregate_type: "order".into(),
+            aggregate_id: "42".into(),
+            event_type: "paid".into(),
+            payload: b"{}".to_vec(),
+            payload_kind: PayloadKind::Json,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                .collect(),
+            created_at: None,
+        }
+    }
+
+    fn pairs(headers: &OwnedHeaders) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+                (h.key.to_owned(), value)
+            })
+            .collect()
+    }
+
+    const ROW_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const SPAN_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
+
+    #[test]
+    fn the_publish_span_context_replaces_the_rows() {
+        let row = event(&[
+            ("tenant", "acme"),
+            ("Traceparent", ROW_PARENT),
+            ("tracestate", "vendor=x"),
+        ]);
+        let trace = [
+            ("traceparent".to_owned(), SPAN_PARENT.to_owned()),
+            ("tracestate".to_owned(), "vendor=x".to_owned()),
+        ];
+        let got = pairs(&headers(&row, Some(&trace)));
+        let trace_headers: Vec<_> = got
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent") || k == "tracestate")
+            .collect();
+        assert_eq!(
+            trace_headers,
+            [
+                &("traceparent".to_owned(), SPAN_PARENT.to_owned()),
+                &("tracestate".to_owned(), "vendor=x".to_owned())
+            ]
+        );
+        assert!(got.contains(&("tenant".to_owned(), "acme".to_owned())));
+        assert!(got.contains(&("event_id".to_owned(), "7".to_owned())));
+    }
+
+    #[test]
+    fn without_tracing_the_rows_headers_go_out_unchanged() {
+        let row = event(&[("traceparent", ROW_PARENT), ("tracestate", "vendor=x")]);
+        let got = pairs(&headers(&row, None));
+        assert!(got.contains(&("traceparent".to_owned(), ROW_PARENT.to_owned())));
+        assert!(got.contains(&("tracestate".to_owned(), "vendor=x".to_owned())));
+        assert_eq!(got.len(), 6);
+    }
 }
