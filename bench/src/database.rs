@@ -61,12 +61,18 @@ impl BenchDb {
     /// The publication and slot the relay streams from, made before rows
     /// are written, so a backlog is streamed and not caught up by polling.
     pub async fn create_slot(&self) -> Result<()> {
+        // Two statements, two transactions: a slot cannot be created in
+        // a transaction that has written.
         self.client
             .batch_execute(&format!(
-                "CREATE PUBLICATION {PUBLICATION} FOR TABLE outbox WITH (publish = 'insert'); \
-                 SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-                self.slot
+                "CREATE PUBLICATION {PUBLICATION} FOR TABLE outbox WITH (publish = 'insert')"
             ))
+            .await?;
+        self.client
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&self.slot],
+            )
             .await?;
         Ok(())
     }

@@ -13,6 +13,7 @@ mod latency;
 mod relay;
 mod report;
 mod scenario;
+mod tansu;
 mod usage;
 mod workload;
 mod writer;
@@ -26,7 +27,7 @@ use clap::Parser;
 
 use relay::{Mode, SinkKind};
 use report::{BaselineRun, Options, Results, Run};
-use scenario::{Context, Load};
+use scenario::{Context, KafkaBroker, Load};
 
 /// The harness's error type: anything, with its message.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -106,9 +107,14 @@ struct Cli {
     postgres: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp: String,
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092")]
+    /// Kafka bootstrap servers, or `private`: a fresh tansu (the binary
+    /// scripts/tansu.sh builds) per Kafka measurement, on a port of its own.
+    #[arg(long, default_value = "private")]
     kafka: String,
+    /// Check Kafka runs with a consumer too (tansu 0.6 cannot take one
+    /// beside a fast producer; see bench/src/scenario/destination.rs).
+    #[arg(long)]
+    kafka_consumer: bool,
     /// Partitions of each run's Kafka topic.
     #[arg(long, default_value_t = 1)]
     kafka_partitions: i32,
@@ -157,8 +163,12 @@ async fn run(cli: Cli) -> Result<bool> {
         relay_bin,
         server: cli.postgres.clone(),
         amqp_url: cli.amqp.clone(),
-        kafka_brokers: cli.kafka.clone(),
+        kafka: match cli.kafka.as_str() {
+            "private" => KafkaBroker::Private(tansu::PrivateTansu::default_binary()),
+            brokers => KafkaBroker::External(brokers.to_owned()),
+        },
         kafka_partitions: cli.kafka_partitions,
+        kafka_consumer: cli.kafka_consumer,
         batch_size: cli.batch_size,
         work_dir: work_dir.clone(),
     };
@@ -253,15 +263,16 @@ async fn drains(cli: &Cli, ctx: &Context, results: &mut Results) {
                 sink.name(),
                 cli.events
             ));
-            let outcome = scenario::drain(ctx, mode, sink, cli.events, cli.preload_txn_rows)
-                .await
-                .map(|mut d| {
-                    d.source_baseline_per_s = source;
-                    d.ratio_to_source = source.map(|b| d.events_per_s / b);
-                    d.broker_baseline_per_s = broker;
-                    d.ratio_to_broker = broker.map(|b| d.events_per_s / b);
-                    d
-                });
+            let outcome =
+                retried(|| scenario::drain(ctx, mode, sink, cli.events, cli.preload_txn_rows))
+                    .await
+                    .map(|mut d| {
+                        d.source_baseline_per_s = source;
+                        d.ratio_to_source = source.map(|b| d.events_per_s / b);
+                        d.broker_baseline_per_s = broker;
+                        d.ratio_to_broker = broker.map(|b| d.events_per_s / b);
+                        d
+                    });
             match &outcome {
                 Ok(d) => note(&format!(
                     "  {:.0} events/s, peak RSS {:.1} MB, {:.3} CPU s/1k, check: {}",
@@ -293,7 +304,7 @@ async fn steadies(cli: &Cli, ctx: &Context, results: &mut Results) {
                     duration: Duration::from_secs(cli.duration),
                     writers: cli.writers,
                 };
-                let outcome = scenario::steady(ctx, mode, sink, load).await;
+                let outcome = retried(|| scenario::steady(ctx, mode, sink, load)).await;
                 match &outcome {
                     Ok(s) => note(&format!(
                         "  written {:.0}/s, tail {:.0} ms, commit->ack {}, commit->consumer {}, check: {}",
@@ -307,6 +318,19 @@ async fn steadies(cli: &Cli, ctx: &Context, results: &mut Results) {
                 }
                 results.steady.push(Run::new(mode, sink, outcome));
             }
+        }
+    }
+}
+
+/// Runs a measurement, and once more if it failed: on this shared machine
+/// the test suite restarts Postgres and brokers now and then.
+async fn retried<T, F: Future<Output = Result<T>>>(mut measure: impl FnMut() -> F) -> Result<T> {
+    match measure().await {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            note(&format!("  failed ({}); once more", describe(&e)));
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            measure().await
         }
     }
 }

@@ -181,19 +181,24 @@ impl RelayProcess {
     }
 
     /// Waits until at least `count` events are acknowledged; returns when
-    /// that was seen. Polls every 10 ms.
-    pub async fn wait_acknowledged(&mut self, count: u64, timeout: Duration) -> Result<Instant> {
-        let deadline = Instant::now() + timeout;
+    /// that was seen. Polls every 10 ms; gives up when the count has not
+    /// moved for `stall` (a broker gone, say: the relay would retry forever).
+    pub async fn wait_acknowledged(&mut self, count: u64, stall: Duration) -> Result<Instant> {
+        let mut last = 0;
+        let mut moved = Instant::now();
         loop {
             self.check_alive()?;
             // 0 until the metrics listener is up.
-            if self.acknowledged().await.unwrap_or(0) >= count {
+            let acknowledged = self.acknowledged().await.unwrap_or(0);
+            if acknowledged >= count {
                 return Ok(Instant::now());
             }
-            if Instant::now() > deadline {
+            if acknowledged != last {
+                last = acknowledged;
+                moved = Instant::now();
+            } else if moved.elapsed() > stall {
                 return Err(format!(
-                    "only {} of {count} events acknowledged within {timeout:?}; {}",
-                    self.acknowledged().await.unwrap_or(0),
+                    "stalled at {acknowledged} of {count} events acknowledged for {stall:?}; {}",
                     self.log_tail()
                 )
                 .into());

@@ -14,8 +14,9 @@ use crate::checker::CheckReport;
 use crate::database::BenchDb;
 use crate::relay::{self, Mode, RelayProcess, SinkKind};
 
-/// How long a drain may take before the run is given up.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the relay may acknowledge nothing before the run is given up
+/// (longer than the sinks' 30 s confirm and message timeouts).
+pub const STALL: Duration = Duration::from_secs(45);
 
 /// How long the consumer may go without a new message before the check
 /// counts the rest as missing.
@@ -75,20 +76,11 @@ async fn drain_into(
     name: &str,
     events: u64,
 ) -> Result<DrainResult> {
-    let settings = ctx.relay_settings(db, mode, sink, name);
+    let settings = ctx.relay_settings(db, mode, sink, destination, name);
     let dir = run_dir(&ctx.work_dir, name)?;
-    let consumer_first = sink != SinkKind::Stdout;
-    let early = if consumer_first {
-        Some(destination.consume(ctx, None).await?)
-    } else {
-        None
-    };
     let mut relay = RelayProcess::start(&ctx.relay_bin, &settings, &dir)?;
-    let consumer = match early {
-        Some(consumer) => consumer,
-        None => destination.consume(ctx, Some(&mut relay)).await?,
-    };
-    let done = relay.wait_acknowledged(events, DRAIN_TIMEOUT).await?;
+    let consumer = destination.consume(ctx, Some(&mut relay)).await?;
+    let done = relay.wait_acknowledged(events, STALL).await?;
     let elapsed = done - relay.started;
     let usage = relay.usage()?;
     let unsent = db.unsent().await?;
@@ -97,10 +89,18 @@ async fn drain_into(
             format!("{unsent} rows still unsent after the relay acknowledged {events}").into(),
         );
     }
-    consumer.wait_for(events, CONSUMER_IDLE).await;
-    relay.stop()?;
-    let checker = consumer.finish().await?;
-    let check = checker.finish(&db.written_ids().await?);
+    let check = match consumer {
+        Some(consumer) => {
+            consumer.wait_for(events, CONSUMER_IDLE).await;
+            relay.stop()?;
+            let checker = consumer.finish().await?;
+            checker.finish(&db.written_ids().await?)
+        }
+        None => {
+            relay.stop()?;
+            CheckReport::not_checked(events)
+        }
+    };
     let seconds = elapsed.as_secs_f64();
     Ok(DrainResult {
         events,

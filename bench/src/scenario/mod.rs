@@ -17,6 +17,15 @@ pub use steady::{Load, SteadyResult, steady};
 use crate::database::BenchDb;
 use crate::relay::{Mode, RelaySettings, SinkKind};
 
+/// Which Kafka-protocol broker the Kafka runs use.
+#[derive(Debug, Clone)]
+pub enum KafkaBroker {
+    /// A fresh private tansu per measurement, started from this binary.
+    Private(PathBuf),
+    /// A running broker's bootstrap servers.
+    External(String),
+}
+
 /// What every run needs to know about the machine's services and options.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -24,8 +33,11 @@ pub struct Context {
     /// Postgres server URL without a database.
     pub server: String,
     pub amqp_url: String,
-    pub kafka_brokers: String,
+    pub kafka: KafkaBroker,
     pub kafka_partitions: i32,
+    /// Read Kafka topics back while the relay publishes (see
+    /// `Destination::consume`).
+    pub kafka_consumer: bool,
     pub batch_size: usize,
     /// Working directory for configs and relay logs.
     pub work_dir: PathBuf,
@@ -40,13 +52,14 @@ impl Context {
         format!("outbox_bench_{}_{n}_{what}", std::process::id())
     }
 
-    /// Relay settings for one run into `destination`.
+    /// Relay settings for one run into `destination`, named `name`.
     pub fn relay_settings(
         &self,
         db: &BenchDb,
         mode: Mode,
         sink: SinkKind,
-        destination: &str,
+        destination: &Destination,
+        name: &str,
     ) -> RelaySettings {
         RelaySettings {
             database_url: db.url.clone(),
@@ -54,9 +67,9 @@ impl Context {
             mode,
             sink,
             batch_size: self.batch_size,
-            destination: destination.to_owned(),
+            destination: name.to_owned(),
             amqp_url: self.amqp_url.clone(),
-            kafka_brokers: self.kafka_brokers.clone(),
+            kafka_brokers: destination.kafka_brokers().unwrap_or_default().to_owned(),
         }
     }
 }

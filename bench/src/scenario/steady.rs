@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::drain::{prepared_db, run_dir};
+use super::drain::{STALL, prepared_db, run_dir};
 use super::{Context, Destination};
 use crate::Result;
 use crate::checker::{CheckReport, Checker};
@@ -66,25 +66,29 @@ async fn steady_into(
     name: &str,
     load: Load,
 ) -> Result<SteadyResult> {
-    let settings = ctx.relay_settings(db, mode, sink, name);
+    let settings = ctx.relay_settings(db, mode, sink, destination, name);
     let dir = run_dir(&ctx.work_dir, name)?;
     let mut relay = RelayProcess::start(&ctx.relay_bin, &settings, &dir)?;
-    let consumer = match sink {
-        SinkKind::Stdout => destination.consume(ctx, Some(&mut relay)).await?,
-        _ => destination.consume(ctx, None).await?,
-    };
+    let consumer = destination.consume(ctx, Some(&mut relay)).await?;
     relay.wait_ready(Duration::from_secs(30)).await?;
     let written = write_at_rate(db, load.rate, load.duration, load.writers).await?;
-    let timeout = load.duration.max(Duration::from_secs(60));
-    let marked = relay.wait_acknowledged(written.events, timeout).await?;
+    let marked = relay.wait_acknowledged(written.events, STALL).await?;
     let tail = marked.saturating_duration_since(written.finished);
     let usage = relay.usage()?;
-    consumer
-        .wait_for(written.events, Duration::from_secs(15))
-        .await;
-    relay.stop()?;
-    let checker = consumer.finish().await?;
-    let (ids, commit_to_ack, commit_to_consumer) = latencies(db, &checker).await?;
+    let checker = match consumer {
+        Some(consumer) => {
+            consumer
+                .wait_for(written.events, Duration::from_secs(15))
+                .await;
+            relay.stop()?;
+            Some(consumer.finish().await?)
+        }
+        None => {
+            relay.stop()?;
+            None
+        }
+    };
+    let (ids, commit_to_ack, commit_to_consumer) = latencies(db, checker.as_ref()).await?;
     Ok(SteadyResult {
         target_rate: load.rate,
         seconds: written.elapsed.as_secs_f64(),
@@ -96,14 +100,17 @@ async fn steady_into(
         commit_to_consumer,
         peak_rss_mb: usage.peak_rss_mb,
         cpu_s_per_1k: usage.cpu_per_1k(written.events),
-        check: checker.finish(&ids),
+        check: match &checker {
+            Some(checker) => checker.finish(&ids),
+            None => CheckReport::not_checked(ids.len() as u64),
+        },
     })
 }
 
 /// The written ids and both latencies of every row.
 async fn latencies(
     db: &BenchDb,
-    checker: &Checker,
+    checker: Option<&Checker>,
 ) -> Result<(Vec<u64>, Option<Percentiles>, Option<Percentiles>)> {
     let rows = db.row_times().await?;
     let to_ack = rows
@@ -112,7 +119,10 @@ async fn latencies(
         .collect();
     let to_consumer = rows
         .iter()
-        .filter_map(|r| checker.first_seen(r.id).map(|seen| seen - r.created))
+        .filter_map(|r| {
+            let seen = checker?.first_seen(r.id)?;
+            Some(seen - r.created)
+        })
         .collect();
     let ids = rows.iter().map(|r| r.id).collect();
     Ok((ids, Percentiles::of(to_ack), Percentiles::of(to_consumer)))
