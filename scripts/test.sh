@@ -14,10 +14,14 @@ scripts/tansu.sh reset
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 
-cargo fmt --check
+cargo fmt --all --check
 cargo clippy --locked --all-targets -- -D warnings
 # deploy/: alerting rules, compose, Kubernetes and dashboard files (no Docker).
 scripts/check_deploy.sh
 # Test binaries run one after another; the disruptive ones (broker stop,
 # Postgres restart) rely on that, and on one test per file.
 cargo test --locked --all-targets -- --test-threads=1
+# The benchmark harness is outside the default members: its lints and unit
+# tests (the consumer checker), no benchmark run.
+cargo clippy --locked -p outbox-bench --all-targets -- -D warnings
+cargo test --locked -p outbox-bench

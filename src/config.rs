@@ -133,7 +133,8 @@ impl OutboxConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MarkMode {
-    /// `sent_at = now()`: rows stay for auditing; clean them up yourself.
+    /// `sent_at = statement_timestamp()` (when the mark ran, after the
+    /// broker confirmed): rows stay for auditing; clean them up yourself.
     Update,
     /// `DELETE`: the table holds only unsent rows.
     Delete,

@@ -72,8 +72,11 @@ impl OutboxSql {
         };
         let ids = format!("{id} = ANY($1::text[]::{}[])", schema.id_type);
         let mark = match config.mark {
+            // statement_timestamp(), not now(): in polling mode the mark
+            // runs in the claim's transaction, whose now() is the claim,
+            // before the broker confirmed anything.
             MarkMode::Update => format!(
-                "UPDATE {table} SET {} = now() WHERE {ids} RETURNING {id}::text",
+                "UPDATE {table} SET {} = statement_timestamp() WHERE {ids} RETURNING {id}::text",
                 quote_ident(&c.sent_at)
             ),
             MarkMode::Delete => format!("DELETE FROM {table} WHERE {ids} RETURNING {id}::text"),
@@ -181,7 +184,7 @@ mod tests {
         );
         assert_eq!(
             sql.mark,
-            "UPDATE \"public\".\"outbox\" SET \"sent_at\" = now() WHERE \"id\" = ANY($1::text[]::bigint[]) \
+            "UPDATE \"public\".\"outbox\" SET \"sent_at\" = statement_timestamp() WHERE \"id\" = ANY($1::text[]::bigint[]) \
              RETURNING \"id\"::text"
         );
     }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The benchmark harness in one command: builds the relay and the harness
+# (release), then measures every mode x sink against baselines taken in the
+# same run, and writes bench/results/<date>-<commit>.md and .json.
+#
+#   bench/run.sh                      # the full default matrix (~10 minutes)
+#   bench/run.sh --modes polling --sinks stdout --events 50000 --no-steady
+#   bench/run.sh --help               # every option
+#
+# Needs the services of scripts/services.sh and scripts/tansu.sh (PostgreSQL
+# with wal_level=logical and trust auth, RabbitMQ, tansu) and pg_recvlogical.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay/target}"
+# Two builds, not one: built together, the harness's dependency features
+# would leak into the relay; alone, the relay is the binary users deploy.
+cargo build --quiet --locked --release
+cargo build --quiet --locked --release -p outbox-bench
+exec "$CARGO_TARGET_DIR/release/outbox-bench" "$@"
