@@ -61,15 +61,20 @@ mod tests {
         ErrorKind::ProtocolError(AMQPError::new(kind, "test".into())).into()
     }
 
-    #[test]
-    fn message_faults_are_dead_lettered() {
-        for soft in [
+    /// The soft errors that are the event's own fault.
+    fn message_faults() -> [AMQPSoftError; 5] {
+        [
             AMQPSoftError::CONTENTTOOLARGE,
             AMQPSoftError::NOROUTE,
             AMQPSoftError::ACCESSREFUSED,
             AMQPSoftError::NOTFOUND,
             AMQPSoftError::PRECONDITIONFAILED,
-        ] {
+        ]
+    }
+
+    #[test]
+    fn message_faults_are_dead_lettered() {
+        for soft in message_faults() {
             let error = protocol(AMQPErrorKind::Soft(soft.clone()));
             assert_eq!(classify(&error), Disposition::DeadLetter, "{soft:?}");
             assert_ne!(reason(&error), "rejected", "{soft:?}");
@@ -79,14 +84,10 @@ mod tests {
     #[test]
     fn every_reason_has_a_metric_series() {
         let known = crate::sink::dead_letter_reasons(crate::config::SinkKind::Rabbitmq);
-        for soft in [
-            AMQPSoftError::CONTENTTOOLARGE,
-            AMQPSoftError::NOROUTE,
-            AMQPSoftError::ACCESSREFUSED,
-            AMQPSoftError::NOTFOUND,
-            AMQPSoftError::PRECONDITIONFAILED,
-            AMQPSoftError::NOCONSUMERS,
-        ] {
+        for soft in message_faults()
+            .into_iter()
+            .chain([AMQPSoftError::NOCONSUMERS])
+        {
             let error = protocol(AMQPErrorKind::Soft(soft.clone()));
             assert!(known.contains(&reason(&error)), "{soft:?}");
         }
