@@ -31,11 +31,9 @@ pub async fn kafka_publish(
         .set("linger.ms", "5")
         .create()?;
     let started = Instant::now();
-    let mut next = 1;
-    while next <= events {
-        let last = (next + batch as u64 - 1).min(events);
+    for window in super::windows(events, batch) {
         let mut pending = Vec::with_capacity(batch);
-        for seq in next..=last {
+        for seq in window {
             let (id, key, body) = (seq.to_string(), aggregate(seq), payload(seq));
             let headers = OwnedHeaders::new_with_capacity(5)
                 .insert(header("event_id", &id))
@@ -65,7 +63,6 @@ pub async fn kafka_publish(
                 .await?
                 .map_err(|(e, _)| format!("delivery failed: {e}"))?;
         }
-        next = last + 1;
     }
     Ok(Baseline::new(
         "kafka_publish",

@@ -40,3 +40,24 @@ impl Baseline {
         }
     }
 }
+
+/// Sequence numbers 1..=`events` in windows of `batch`: each window is
+/// published, then its confirmations awaited, as the relay does with a batch.
+fn windows(events: u64, batch: usize) -> impl Iterator<Item = std::ops::RangeInclusive<u64>> {
+    let batch = batch.max(1) as u64;
+    (1..=events)
+        .step_by(batch as usize)
+        .map(move |first| first..=(first + batch - 1).min(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::windows;
+
+    #[test]
+    fn windows_cover_every_event_once() {
+        let all: Vec<_> = windows(7, 3).collect();
+        assert_eq!(all, [1..=3, 4..=6, 7..=7]);
+        assert_eq!(windows(0, 3).count(), 0);
+    }
+}

@@ -31,11 +31,9 @@ pub async fn rabbitmq_publish(
         ..BasicPublishOptions::default()
     };
     let started = Instant::now();
-    let mut next = 1;
-    while next <= events {
-        let last = (next + batch as u64 - 1).min(events);
+    for window in super::windows(events, batch) {
         let mut pending = Vec::with_capacity(batch);
-        for seq in next..=last {
+        for seq in window {
             let confirm = channel
                 .basic_publish(
                     ShortString::from(exchange),
@@ -53,7 +51,6 @@ pub async fn rabbitmq_publish(
                 other => return Err(format!("broker did not take a message: {other:?}").into()),
             }
         }
-        next = last + 1;
     }
     let elapsed = started.elapsed();
     connection.close(0, "done".into()).await?;
