@@ -23,7 +23,7 @@ port_open() { (exec 3<>"/dev/tcp/$ADDR/$PORT") 2>/dev/null; }
 case "${1:-}" in
 install)
     if [ ! -x "$BIN" ]; then
-        echo "tansu: building tansu $VERSION from crates.io (10-20 minutes, once)"
+        echo "tansu: building tansu $VERSION from crates.io (10-40 minutes on 2 cores, once)"
         mkdir -p "$TOOLS"
         # Its own target dir: tansu's build must not evict the relay's.
         CARGO_TARGET_DIR="$CACHE/tansu-build" cargo install tansu --version "$VERSION" \
