@@ -8,6 +8,7 @@
 //! marks exactly those as sent and offers the rest again later, so a sink may
 //! see an event more than once but the broker never misses one.
 
+pub mod event_error;
 pub mod kafka;
 pub mod rabbitmq;
 pub mod stdout;
@@ -20,6 +21,7 @@ use crate::classify::Disposition;
 use crate::config::SinkKind;
 use crate::event::OutboxEvent;
 
+pub use event_error::EventError;
 pub use kafka::KafkaSink;
 pub use rabbitmq::RabbitMqSink;
 pub use stdout::StdoutSink;
@@ -57,12 +59,13 @@ pub trait Sink {
 
 /// Every dead-letter reason a sink of `kind` can record: what
 /// [`crate::classify::amqp::reason`] and [`crate::classify::kafka::reason`]
-/// return, `oversized` from the size check and `template` from
-/// [`template`]. The stdout sink takes every event.
+/// return, and the [`EventError::REASONS`] its message builder can give.
 pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
     match kind {
         SinkKind::Rabbitmq => &[
             "oversized",
+            "too_long",
+            "invalid",
             "unroutable",
             "template",
             "exchange_not_found",
@@ -72,6 +75,8 @@ pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
         ],
         SinkKind::Kafka => &[
             "oversized",
+            "too_long",
+            "invalid",
             "template",
             "unknown_topic",
             "invalid_topic",
@@ -79,7 +84,7 @@ pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
             "policy_violation",
             "rejected",
         ],
-        SinkKind::Stdout => &[],
+        SinkKind::Stdout => &["oversized", "too_long", "invalid"],
     }
 }
 
