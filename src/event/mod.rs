@@ -1,6 +1,9 @@
 //! The event a source yields and a sink publishes: one outbox row, already
 //! decoded, independent of Postgres and of any broker.
 
+#[cfg(test)]
+pub mod arbitrary;
+
 use std::time::SystemTime;
 
 /// One outbox row.
