@@ -2,13 +2,15 @@
 //! SQL the relay runs against it. Shared by the polling source, the backlog
 //! gauges, `migrate` and `check`.
 
+mod headers;
 mod mark;
 mod name;
 pub mod requeue;
 mod schema;
 mod sql;
 
+pub use headers::parse_headers;
 pub use mark::mark_when_visible;
 pub use name::{TableName, quote_ident, quote_literal};
 pub use schema::{OutboxSchema, SchemaError};
-pub use sql::{OutboxSql, from_unix_micros, parse_headers};
+pub use sql::{OutboxSql, from_unix_micros};

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
 
+use super::headers::parse_headers;
 use super::{OutboxSchema, quote_ident};
 use crate::config::{ColumnsConfig, MarkMode, OutboxConfig};
 use crate::event::{OutboxEvent, PayloadKind};
@@ -122,18 +123,6 @@ impl OutboxSql {
     }
 }
 
-/// The row's headers object as pairs. A value that is not an object (the
-/// column is free-form jsonb) is kept whole under the header `headers`, so
-/// nothing the application wrote is dropped.
-pub fn parse_headers(text: &str) -> Vec<(String, serde_json::Value)> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-        Ok(serde_json::Value::Null) => Vec::new(),
-        Ok(other) => vec![("headers".into(), other)],
-        Err(_) => vec![("headers".into(), serde_json::Value::String(text.into()))],
-    }
-}
-
 /// Microseconds since the Unix epoch as a time.
 pub fn from_unix_micros(micros: i64) -> SystemTime {
     let magnitude = Duration::from_micros(micros.unsigned_abs());
@@ -214,12 +203,5 @@ mod tests {
             "DELETE FROM \"outbox_dbz\" WHERE \"id\" = ANY($1::text[]::uuid[]) \
              RETURNING \"id\"::text"
         );
-    }
-
-    #[test]
-    fn headers_keep_non_objects() {
-        assert_eq!(parse_headers("{\"a\": 1}").len(), 1);
-        assert_eq!(parse_headers("null"), Vec::new());
-        assert_eq!(parse_headers("[1]")[0].0, "headers");
     }
 }

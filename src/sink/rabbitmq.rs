@@ -1,29 +1,26 @@
 //! The RabbitMQ sink: persistent, mandatory publishes on a confirm-mode
 //! channel. A batch is published whole, then its confirmations are awaited in
-//! order, so the broker works on many messages per round trip.
+//! order, so the broker works on many messages per round trip. Each
+//! message is built and checked by [`message`] first.
+
+mod message;
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 
-use super::template::{Template, unrenderable};
-use super::trace::{Destination, PublishSpan, is_trace_header};
+use self::message::{Limits, Route};
+use super::template::Template;
+use super::trace::{Destination, PublishSpan};
 use super::{PublishFailure, Sink, SinkError, dead_letter_copy};
 use crate::classify::{Disposition, amqp};
 use crate::config::RabbitMqConfig;
 use crate::event::OutboxEvent;
 use crate::metrics::{Component, metrics};
-
-/// AMQP short strings (exchange names, routing keys) hold at most 255 bytes.
-const MAX_SHORT_STRING: usize = 255;
-
-/// AMQP delivery mode 2: the broker writes the message to disk.
-const PERSISTENT: u8 = 2;
+use crate::sink::EventError;
 
 /// Publishes to RabbitMQ; reconnects on its own after an error.
 pub struct RabbitMqSink {
@@ -43,6 +40,16 @@ struct Link {
     channel: Channel,
     /// Exchanges declared on this connection (with `declare_exchange`).
     declared: HashSet<String>,
+}
+
+impl Link {
+    /// What one message on this connection may weigh.
+    fn limits(&self, max_message_bytes: usize) -> Limits {
+        Limits {
+            max_message_bytes,
+            frame_max: self.connection.configuration().frame_max(),
+        }
+    }
 }
 
 impl RabbitMqSink {
@@ -152,13 +159,14 @@ impl RabbitMqSink {
         }
     }
 
-    async fn declare(&mut self, exchange: &str) -> Result<(), SinkError> {
+    async fn declare(&mut self, event: &OutboxEvent, exchange: &str) -> Result<(), SinkError> {
         let kind = exchange_kind(&self.config.exchange_type);
         let link = self.link().await?;
         if link.declared.contains(exchange) {
             return Ok(());
         }
-        link.channel
+        let declared = link
+            .channel
             .exchange_declare(
                 exchange.into(),
                 kind,
@@ -168,31 +176,44 @@ impl RabbitMqSink {
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(|e| SinkError::Connection(format!("declaring exchange `{exchange}`: {e}")))?;
-        link.declared.insert(exchange.to_owned());
-        Ok(())
+            .await;
+        match declared {
+            Ok(()) => {
+                link.declared.insert(exchange.to_owned());
+                Ok(())
+            }
+            Err(e) => {
+                // The broker closed the channel; the next publish reopens it.
+                self.drop_link();
+                Err(declare_error(event, exchange, e))
+            }
+        }
     }
 
     async fn publish_all(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
         let fail = |confirmed, error| PublishFailure { confirmed, error };
         // Connect once per batch; the channel handle is cheap to clone.
-        let channel = match self.link().await {
-            Ok(link) => link.channel.clone(),
+        let max_message_bytes = self.config.max_message_bytes;
+        let (channel, limits) = match self.link().await {
+            Ok(link) => (link.channel.clone(), link.limits(max_message_bytes)),
             Err(e) => return Err(fail(0, e)),
         };
         let mut pending = Vec::with_capacity(events.len());
         let mut send_error = None;
         for event in events {
-            let (exchange, routing_key) = match self.destination(event) {
-                Ok(names) => names,
+            let route = match self.route(event, &limits) {
+                Ok(route) => route,
                 Err(e) => {
-                    send_error = Some(e);
+                    send_error = Some(e.rejecting(event));
                     break;
                 }
             };
+            let (exchange, routing_key) = (
+                route.exchange.as_str().to_owned(),
+                route.routing_key.as_str().to_owned(),
+            );
             if self.config.declare_exchange
-                && let Err(e) = self.declare(&exchange).await
+                && let Err(e) = self.declare(event, &exchange).await
             {
                 send_error = Some(e);
                 break;
@@ -204,16 +225,28 @@ impl RabbitMqSink {
                     routing_key: &routing_key,
                 },
             );
+            let trace = span.as_ref().map(PublishSpan::headers);
+            let message = match message::build(event, route, trace, &limits) {
+                Ok(message) => message,
+                Err(e) => {
+                    let error = e.rejecting(event);
+                    if let Some(span) = &span {
+                        span.fail(&error);
+                    }
+                    send_error = Some(error);
+                    break;
+                }
+            };
             let sent = channel
                 .basic_publish(
-                    ShortString::from(exchange.as_str()),
-                    ShortString::from(routing_key.as_str()),
+                    message.route.exchange,
+                    message.route.routing_key,
                     BasicPublishOptions {
                         mandatory: true,
                         ..BasicPublishOptions::default()
                     },
                     &event.payload,
-                    properties(event, span.as_ref().map(PublishSpan::headers)),
+                    message.properties,
                 )
                 .await;
             match sent {
@@ -275,36 +308,28 @@ impl RabbitMqSink {
 }
 
 impl RabbitMqSink {
-    /// The exchange and routing key for `event`, or why it cannot be sent.
-    fn destination(&self, event: &OutboxEvent) -> Result<(String, String), SinkError> {
-        if event.payload.len() > self.config.max_message_bytes {
-            return Err(SinkError::Rejected {
-                event_id: event.id.clone(),
-                reason: "oversized",
-                detail: format!(
-                    "{} bytes is more than sink.rabbitmq.max_message_bytes ({})",
-                    event.payload.len(),
-                    self.config.max_message_bytes
-                ),
-            });
+    /// The exchange and routing key for `event`, or why it cannot be sent
+    /// (an oversized payload is named first).
+    fn route(&self, event: &OutboxEvent, limits: &Limits) -> Result<Route, EventError> {
+        message::check_payload(event, limits)?;
+        Route::render(event, &self.exchange, &self.routing_key)
+    }
+}
+
+/// What a failed declaration of an exchange named from the row means: a
+/// name the broker refuses (`amq.` is reserved: ACCESS_REFUSED) or an
+/// existing exchange of another type (PRECONDITION_FAILED) is the event's
+/// fault; anything else is the path's.
+fn declare_error(event: &OutboxEvent, exchange: &str, error: lapin::Error) -> SinkError {
+    match amqp::classify(&error) {
+        Disposition::DeadLetter => SinkError::Rejected {
+            event_id: event.id.clone(),
+            reason: amqp::reason(&error),
+            detail: format!("declaring exchange `{exchange}`: {error}"),
+        },
+        Disposition::Retry | Disposition::Stop => {
+            SinkError::Connection(format!("declaring exchange `{exchange}`: {error}"))
         }
-        let render = |template: &Template, what: &str| {
-            let name = template
-                .render(event)
-                .map_err(|e| unrenderable(event, what, e))?;
-            if name.len() > MAX_SHORT_STRING {
-                return Err(unrenderable(
-                    event,
-                    what,
-                    format!("{} bytes is longer than AMQP allows (255)", name.len()),
-                ));
-            }
-            Ok(name)
-        };
-        Ok((
-            render(&self.exchange, "exchange")?,
-            render(&self.routing_key, "routing key")?,
-        ))
     }
 }
 
@@ -344,17 +369,25 @@ impl Sink for RabbitMqSink {
         let Some(exchange) = &self.dead_letter_exchange else {
             return Ok(());
         };
-        let render = |t: &Template| t.render(event).unwrap_or_default();
-        let (exchange, routing_key) = (render(exchange), render(&self.dead_letter_routing_key));
         let copy = dead_letter_copy(event, reason, error);
-        let channel = self.link().await?.channel.clone();
+        let route = dead_letter_route(&copy, exchange, &self.dead_letter_routing_key)
+            .map_err(|e| e.rejecting(event))?;
+        let exchange = route.exchange.as_str().to_owned();
+        let max_message_bytes = self.config.max_message_bytes;
+        let (channel, limits) = {
+            let link = self.link().await?;
+            (link.channel.clone(), link.limits(max_message_bytes))
+        };
+        // A copy that cannot be built is not sent; the table has the event.
+        let message =
+            message::build(&copy, route, None, &limits).map_err(|e| e.rejecting(event))?;
         let confirm = channel
             .basic_publish(
-                ShortString::from(exchange.as_str()),
-                ShortString::from(routing_key.as_str()),
+                message.route.exchange,
+                message.route.routing_key,
                 BasicPublishOptions::default(),
                 &copy.payload,
-                properties(&copy, None),
+                message.properties,
             )
             .await
             .map_err(|e| SinkError::Connection(e.to_string()))?;
@@ -385,56 +418,14 @@ fn exchange_kind(name: &str) -> ExchangeKind {
     }
 }
 
-/// Message properties: ids, type, time, content type, persistence, headers.
-/// `trace` (the publish span's context) replaces the row's trace headers.
-fn properties(event: &OutboxEvent, trace: Option<&[(String, String)]>) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    for (key, value) in &event.headers {
-        if trace.is_some() && is_trace_header(key) {
-            continue;
-        }
-        headers.insert(ShortString::from(key.as_str()), amqp_value(value));
-    }
-    for (key, value) in event.standard_headers() {
-        headers.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
-    }
-    for (key, value) in trace.unwrap_or_default() {
-        headers.insert(
-            ShortString::from(key.as_str()),
-            AMQPValue::LongString(LongString::from(value.as_str())),
-        );
-    }
-    let mut props = BasicProperties::default()
-        .with_message_id(event.id.as_str().into())
-        .with_type(event.event_type.as_str().into())
-        .with_content_type(event.payload_kind.content_type().into())
-        .with_delivery_mode(PERSISTENT)
-        .with_app_id("outbox-relay".into())
-        .with_headers(headers);
-    if let Some(secs) = event
-        .created_at
-        .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
-    {
-        props = props.with_timestamp(secs.as_secs());
-    }
-    props
-}
-
-/// A JSON header value as the closest AMQP field type; arrays and objects
-/// travel as their JSON text.
-fn amqp_value(value: &serde_json::Value) -> AMQPValue {
-    use serde_json::Value;
-    match value {
-        Value::Null => AMQPValue::Void,
-        Value::Bool(b) => AMQPValue::Boolean(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => AMQPValue::LongLongInt(i),
-            (None, Some(f)) => AMQPValue::Double(f),
-            (None, None) => AMQPValue::LongString(LongString::from(n.to_string())),
-        },
-        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
-        Value::Array(_) | Value::Object(_) => {
-            AMQPValue::LongString(LongString::from(value.to_string()))
-        }
-    }
+/// Where the copy of a dead letter goes. Its exchange must render; a
+/// routing key that cannot render from the row (the reason it may have
+/// been dead-lettered) or is longer than AMQP allows is empty.
+fn dead_letter_route(
+    copy: &OutboxEvent,
+    exchange: &Template,
+    routing_key: &Template,
+) -> Result<Route, EventError> {
+    let empty = Template::parse("").map_err(|e| EventError::template("routing key", e))?;
+    Route::render(copy, exchange, routing_key).or_else(|_| Route::render(copy, exchange, &empty))
 }
