@@ -269,6 +269,9 @@ fn abbreviated(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use lapin::protocol::basic::parse_properties;
+    use proptest::prelude::*;
+
     use super::*;
     use crate::event::PayloadKind;
 
@@ -414,5 +417,55 @@ mod tests {
             headers.inner().get("traceparent"),
             Some(&AMQPValue::LongString("span".into()))
         );
+    }
+
+    fn limits() -> impl Strategy<Value = Limits> {
+        let max = prop_oneof![Just(1), Just(1000), Just(1 << 20), Just(usize::MAX)];
+        let frame = prop_oneof![Just(4096_u32), Just(131_072), Just(u32::MAX)];
+        (max, frame).prop_map(|(max_message_bytes, frame_max)| Limits {
+            max_message_bytes,
+            frame_max,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// Any event gives a message whose properties amq-protocol encodes
+        /// and parses back unchanged, within one frame; or an event error.
+        /// Never a panic.
+        #[test]
+        fn any_event_is_a_message_or_an_event_error(
+            event in crate::event::arbitrary::event(),
+            limits in limits(),
+            templated in any::<bool>(),
+            traceparent in prop::option::of(crate::event::arbitrary::text()),
+        ) {
+            let (exchange, routing_key) = if templated {
+                ("{aggregate_type}", "{aggregate_type}.{event_type}")
+            } else {
+                ("x", "")
+            };
+            let t = |s| Template::parse(s).expect("valid");
+            let trace = traceparent.map(|v| vec![("traceparent".to_owned(), v)]);
+            let built = Route::render(&event, &t(exchange), &t(routing_key))
+                .and_then(|route| build(&event, route, trace.as_deref(), &limits));
+            match built {
+                Err(error) => prop_assert!(EventError::REASONS.contains(&error.reason)),
+                Ok(message) => {
+                    prop_assert!(event.payload.len() <= limits.max_message_bytes);
+                    let encode = gen_properties::<Vec<u8>>(&message.properties);
+                    let bytes = encode(Vec::new().into()).expect("encodes").write;
+                    prop_assert!(
+                        CONTENT_HEADER_FIXED + bytes.len()
+                            <= (limits.frame_max as usize).saturating_sub(FRAME_OVERHEAD)
+                    );
+                    let (rest, parsed) = parse_properties(&bytes[..]).expect("parses back");
+                    prop_assert!(rest.is_empty());
+                    prop_assert_eq!(&parsed, &message.properties);
+                    let id = parsed.message_id().as_ref().map(|s| s.as_str().to_owned());
+                    prop_assert_eq!(id, Some(event.id.clone()));
+                }
+            }
+        }
     }
 }
