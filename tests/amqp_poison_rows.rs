@@ -124,8 +124,9 @@ async fn a_text_id_past_255_bytes_is_dead_lettered() {
     let mut ids: Vec<String> = received.iter().map(|m| m.message_id()).collect();
     ids.dedup();
     assert_eq!(ids, ["e1", "e2", "e4", "e5", "e6"]);
-    let letter = db
-        .psql("SELECT length(event_id) || ':' || reason || ':' || error FROM outbox_dead_letters");
+    let letter = db.psql(
+        "SELECT length(event_id) || ':' || reason || ':' || error FROM outbox_text_dead_letters",
+    );
     assert!(
         letter.starts_with("300:too_long:")
             && letter.contains("message_id (event id)")
