@@ -21,6 +21,27 @@ pub fn classify(error: &lapin::Error) -> Disposition {
     }
 }
 
+/// [`classify`] for an error about the exchange an event went to. An
+/// exchange configured without placeholders is every event's: its being
+/// missing (NOT_FOUND) or forbidden (ACCESS_REFUSED) is the setup's fault,
+/// and dead-lettering would move the whole outbox into the dead-letter
+/// table, so it is retried (and logged) until an operator fixes it. A
+/// templated exchange names the row's own destination: the event's fault.
+pub fn classify_for_exchange(error: &lapin::Error, shared_exchange: bool) -> Disposition {
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp)
+            if shared_exchange
+                && matches!(
+                    amqp.kind(),
+                    AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND | AMQPSoftError::ACCESSREFUSED)
+                ) =>
+        {
+            Disposition::Retry
+        }
+        _ => classify(error),
+    }
+}
+
 /// A short label for an event-specific soft error, for the dead-letter
 /// table's `reason` column.
 pub fn reason(error: &lapin::Error) -> &'static str {
@@ -93,6 +114,23 @@ mod tests {
         }
         let io: lapin::Error = ErrorKind::MissingHeartbeatError.into();
         assert!(known.contains(&reason(&io)));
+    }
+
+    #[test]
+    fn a_shared_exchange_missing_or_forbidden_is_retried() {
+        for soft in [AMQPSoftError::NOTFOUND, AMQPSoftError::ACCESSREFUSED] {
+            let error = protocol(AMQPErrorKind::Soft(soft.clone()));
+            assert_eq!(classify_for_exchange(&error, true), Disposition::Retry);
+            assert_eq!(
+                classify_for_exchange(&error, false),
+                Disposition::DeadLetter
+            );
+        }
+        let too_large = protocol(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED));
+        assert_eq!(
+            classify_for_exchange(&too_large, true),
+            Disposition::DeadLetter
+        );
     }
 
     #[test]

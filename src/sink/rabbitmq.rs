@@ -161,6 +161,7 @@ impl RabbitMqSink {
 
     async fn declare(&mut self, event: &OutboxEvent, exchange: &str) -> Result<(), SinkError> {
         let kind = exchange_kind(&self.config.exchange_type);
+        let shared = self.exchange.fixed().is_some();
         let link = self.link().await?;
         if link.declared.contains(exchange) {
             return Ok(());
@@ -185,7 +186,7 @@ impl RabbitMqSink {
             Err(e) => {
                 // The broker closed the channel; the next publish reopens it.
                 self.drop_link();
-                Err(declare_error(event, exchange, e))
+                Err(declare_error(event, exchange, shared, e))
             }
         }
     }
@@ -194,6 +195,7 @@ impl RabbitMqSink {
         let fail = |confirmed, error| PublishFailure { confirmed, error };
         // Connect once per batch; the channel handle is cheap to clone.
         let max_message_bytes = self.config.max_message_bytes;
+        let shared = self.exchange.fixed().is_some();
         let (channel, limits) = match self.link().await {
             Ok(link) => (link.channel.clone(), link.limits(max_message_bytes)),
             Err(e) => return Err(fail(0, e)),
@@ -274,7 +276,7 @@ impl RabbitMqSink {
                 }
                 Ok(Err(e)) => {
                     self.drop_link();
-                    confirm_error(event, &exchange, e)
+                    confirm_error(event, &exchange, shared, e)
                 }
                 Ok(Ok(Confirmation::Ack(Some(returned)))) => SinkError::Unroutable {
                     event_id: event.id.clone(),
@@ -316,27 +318,38 @@ impl RabbitMqSink {
     }
 }
 
-/// What a failed declaration of an exchange named from the row means: a
-/// name the broker refuses (`amq.` is reserved: ACCESS_REFUSED) or an
-/// existing exchange of another type (PRECONDITION_FAILED) is the event's
-/// fault; anything else is the path's.
-fn declare_error(event: &OutboxEvent, exchange: &str, error: lapin::Error) -> SinkError {
+/// What a failed declaration of an exchange means. One named from the row
+/// that the broker refuses (`amq.` is reserved: ACCESS_REFUSED; an existing
+/// exchange of another type: PRECONDITION_FAILED) is the event's fault. The
+/// configured exchange without placeholders (`shared`) is every event's:
+/// its failing is the setup's, retried until fixed, like the path's.
+fn declare_error(
+    event: &OutboxEvent,
+    exchange: &str,
+    shared: bool,
+    error: lapin::Error,
+) -> SinkError {
+    let detail = format!("declaring exchange `{exchange}`: {error}");
     match amqp::classify(&error) {
-        Disposition::DeadLetter => SinkError::Rejected {
+        Disposition::DeadLetter if !shared => SinkError::Rejected {
             event_id: event.id.clone(),
             reason: amqp::reason(&error),
-            detail: format!("declaring exchange `{exchange}`: {error}"),
+            detail,
         },
-        Disposition::Retry | Disposition::Stop => {
-            SinkError::Connection(format!("declaring exchange `{exchange}`: {error}"))
-        }
+        _ => SinkError::Connection(detail),
     }
 }
 
 /// What a failed confirm means: the broker closing the channel over this
-/// message (see [`amqp::classify`]) or a broken path.
-fn confirm_error(event: &OutboxEvent, exchange: &str, error: lapin::Error) -> SinkError {
-    match amqp::classify(&error) {
+/// message (see [`amqp::classify_for_exchange`]; `shared`: the exchange is
+/// every event's) or a broken path.
+fn confirm_error(
+    event: &OutboxEvent,
+    exchange: &str,
+    shared: bool,
+    error: lapin::Error,
+) -> SinkError {
+    match amqp::classify_for_exchange(&error, shared) {
         Disposition::DeadLetter => SinkError::Rejected {
             event_id: event.id.clone(),
             reason: amqp::reason(&error),
@@ -373,10 +386,11 @@ impl Sink for RabbitMqSink {
         let route = dead_letter_route(&copy, exchange, &self.dead_letter_routing_key)
             .map_err(|e| e.rejecting(event))?;
         let exchange = route.exchange.as_str().to_owned();
-        let max_message_bytes = self.config.max_message_bytes;
+        // The copy carries the event whole, even the oversized one; the
+        // broker's own max_message_size still applies.
         let (channel, limits) = {
             let link = self.link().await?;
-            (link.channel.clone(), link.limits(max_message_bytes))
+            (link.channel.clone(), link.limits(usize::MAX))
         };
         // A copy that cannot be built is not sent; the table has the event.
         let message =
@@ -398,7 +412,7 @@ impl Sink for RabbitMqSink {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 self.drop_link();
-                Err(confirm_error(event, &exchange, e))
+                Err(confirm_error(event, &exchange, false, e))
             }
             Err(_) => {
                 self.drop_link();
