@@ -162,3 +162,17 @@ fn passwords_never_appear() {
     assert!(!all.contains("s3cr3t-pw"), "password leaked: {all}");
     assert!(all.contains("app:***@"), "the redacted URL is shown: {all}");
 }
+
+#[test]
+fn a_fixed_exchange_past_255_bytes_is_refused() {
+    let toml = format!("[sink.rabbitmq]\nexchange = \"{}\"\n", "x".repeat(300));
+    let out = check_with(&toml, &[]);
+    assert_names(&out, "sink.rabbitmq.exchange");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("255"));
+    // A template is checked per event instead.
+    let toml = format!(
+        "[sink.rabbitmq]\nexchange = \"{}{{aggregate_type}}\"\n",
+        "x".repeat(200)
+    );
+    assert_ne!(check_with(&toml, &[]).status.code(), Some(2));
+}

@@ -100,10 +100,8 @@ impl Config {
                     ),
                 ));
             }
-            Template::parse(&rabbit.exchange)
-                .map_err(|e| ConfigError::invalid("sink.rabbitmq.exchange", e))?;
-            Template::parse(&rabbit.routing_key)
-                .map_err(|e| ConfigError::invalid("sink.rabbitmq.routing_key", e))?;
+            amqp_name("sink.rabbitmq.exchange", &rabbit.exchange)?;
+            amqp_name("sink.rabbitmq.routing_key", &rabbit.routing_key)?;
             if !["direct", "topic", "fanout", "headers"].contains(&rabbit.exchange_type.as_str()) {
                 return Err(ConfigError::invalid(
                     "sink.rabbitmq.exchange_type",
@@ -120,10 +118,14 @@ impl Config {
                     "must be at least 1",
                 ));
             }
-            Template::parse(&rabbit.dead_letter_exchange)
-                .map_err(|e| ConfigError::invalid("sink.rabbitmq.dead_letter_exchange", e))?;
-            Template::parse(&rabbit.dead_letter_routing_key)
-                .map_err(|e| ConfigError::invalid("sink.rabbitmq.dead_letter_routing_key", e))?;
+            amqp_name(
+                "sink.rabbitmq.dead_letter_exchange",
+                &rabbit.dead_letter_exchange,
+            )?;
+            amqp_name(
+                "sink.rabbitmq.dead_letter_routing_key",
+                &rabbit.dead_letter_routing_key,
+            )?;
         }
 
         if self.sink.kind == SinkKind::Kafka {
@@ -229,6 +231,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// An exchange or routing-key template: it parses, and without
+/// placeholders it fits an AMQP short string (a longer fixed name would
+/// dead-letter every event; templated ones are checked per event).
+fn amqp_name(key: &str, text: &str) -> Result<(), ConfigError> {
+    let template = Template::parse(text).map_err(|e| ConfigError::invalid(key, e))?;
+    match template.fixed() {
+        Some(name) if name.len() > 255 => Err(ConfigError::invalid(
+            key,
+            format!(
+                "{} bytes is more than an AMQP short string allows (255)",
+                name.len()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
