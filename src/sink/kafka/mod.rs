@@ -309,3 +309,37 @@ impl Sink for KafkaSink {
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_topic_fails_as_unknown_well_inside_the_message_timeout() {
+        let secs = Duration::from_secs;
+        assert_eq!(topic_propagation(secs(30)), secs(10));
+        assert_eq!(topic_propagation(secs(6)), secs(2));
+        assert_eq!(topic_propagation(secs(300)), secs(10));
+        let mut config = KafkaConfig::default();
+        assert_eq!(
+            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
+            Some("10000")
+        );
+        // The passthrough's message timeout is the one librdkafka uses.
+        config
+            .librdkafka
+            .insert("message.timeout.ms".into(), "9000".into());
+        assert_eq!(effective_message_timeout(&config), secs(9));
+        assert_eq!(
+            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
+            Some("3000")
+        );
+        config
+            .librdkafka
+            .insert(PROPAGATION_PROPERTY.into(), "500".into());
+        assert_eq!(
+            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
+            Some("500")
+        );
+    }
+}
