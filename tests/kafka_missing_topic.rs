@@ -71,7 +71,10 @@ async fn an_event_to_a_missing_topic_is_dead_lettered_within_the_bound() {
             .await
             .expect("reader");
     let (ids, duplicates) = first_seen(&records);
-    println!("missing topic: {} records, {duplicates} duplicates", records.len());
+    println!(
+        "missing topic: {} records, {duplicates} duplicates",
+        records.len()
+    );
     assert_eq!(ids, ["1", "3", "4"]);
 }
 
@@ -131,7 +134,11 @@ async fn a_missing_topic_is_dead_lettered_but_a_down_broker_is_retried() {
          FROM generate_series(1, 5) i",
     );
     tokio::time::sleep(Duration::from_secs(25)).await;
-    assert_eq!(db.unsent().await, 5, "nothing is delivered while it is down");
+    assert_eq!(
+        db.unsent().await,
+        5,
+        "nothing is delivered while it is down"
+    );
     assert_eq!(dead_letters(&db), "2 unknown_topic 3", "nor dead-lettered");
     let failures = relay
         .metric("outbox_relay_publish_failures_total{reason=\"connection\",sink=\"kafka\"}")
@@ -149,11 +156,10 @@ async fn a_missing_topic_is_dead_lettered_but_a_down_broker_is_retried() {
         "mock, broker down 25 s: {failures} failed attempts, delivered {:?} after it came back",
         back.elapsed()
     );
-    let records = tokio::task::spawn_blocking(move || {
-        read_all(&brokers, &topic, 8, Duration::from_secs(30))
-    })
-    .await
-    .expect("reader");
+    let records =
+        tokio::task::spawn_blocking(move || read_all(&brokers, &topic, 8, Duration::from_secs(30)))
+            .await
+            .expect("reader");
     let (ids, _) = first_seen(&records);
     assert_eq!(ids, ["1", "3", "4", "5", "6", "7", "8", "9"]);
     drop(mock);

@@ -255,7 +255,9 @@ fn check_propagation(kafka: &super::KafkaConfig) -> Result<(), ConfigError> {
         .trim()
         .parse::<u64>()
         .map(Duration::from_millis)
-        .map_err(|_| ConfigError::invalid(&key, format!("`{text}` is not a number of milliseconds")))?;
+        .map_err(|_| {
+            ConfigError::invalid(&key, format!("`{text}` is not a number of milliseconds"))
+        })?;
     let timeout = effective_message_timeout(kafka);
     if !timeout.is_zero() && propagation >= timeout {
         return Err(ConfigError::invalid(

@@ -90,9 +90,8 @@ impl MessageBuilder {
         Ok(MessageBuilder {
             topic,
             key: Template::parse(&config.key).map_err(|e| format!("key: {e}"))?,
-            max_message_bytes: max_message_bytes(config).map_err(|e| {
-                format!("librdkafka.\"{MAX_MESSAGE_BYTES_PROPERTY}\": {e}")
-            })?,
+            max_message_bytes: max_message_bytes(config)
+                .map_err(|e| format!("librdkafka.\"{MAX_MESSAGE_BYTES_PROPERTY}\": {e}"))?,
             topic_field,
             lenient_key: false,
         })

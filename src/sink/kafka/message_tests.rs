@@ -69,7 +69,12 @@ fn the_publish_span_context_replaces_the_rows() {
         ("traceparent".to_owned(), SPAN_PARENT.to_owned()),
         ("tracestate".to_owned(), "vendor=x".to_owned()),
     ];
-    let got = pairs(&build(&row).expect("built").with_trace(&trace).expect("traced"));
+    let got = pairs(
+        &build(&row)
+            .expect("built")
+            .with_trace(&trace)
+            .expect("traced"),
+    );
     let trace_headers: Vec<_> = got
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent") || k == "tracestate")
@@ -195,7 +200,10 @@ fn timestamps_before_1970_are_refused_and_far_ones_kept() {
 
 #[test]
 fn the_record_limit_is_the_passthrough_property_or_librdkafkas_default() {
-    assert_eq!(max_message_bytes(&config(None)), Ok(DEFAULT_MAX_MESSAGE_BYTES));
+    assert_eq!(
+        max_message_bytes(&config(None)),
+        Ok(DEFAULT_MAX_MESSAGE_BYTES)
+    );
     assert_eq!(max_message_bytes(&config(Some(5000))), Ok(5000));
     for bad in ["999", "abc", "1000000001", "-1"] {
         let mut c = config(None);
@@ -286,9 +294,15 @@ fn the_counted_size_is_librdkafkas() {
 fn trace() -> impl Strategy<Value = Option<Vec<(String, String)>>> {
     prop_oneof![
         Just(None),
-        Just(Some(vec![("traceparent".to_owned(), SPAN_PARENT.to_owned())])),
+        Just(Some(vec![(
+            "traceparent".to_owned(),
+            SPAN_PARENT.to_owned()
+        )])),
         prop::collection::vec(
-            (crate::event::arbitrary::text(), crate::event::arbitrary::text()),
+            (
+                crate::event::arbitrary::text(),
+                crate::event::arbitrary::text()
+            ),
             0..3
         )
         .prop_map(Some),
