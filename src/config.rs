@@ -364,11 +364,13 @@ pub struct KafkaConfig {
     /// How long to wait for a batch to fill (`linger.ms`).
     #[serde(deserialize_with = "duration::deserialize")]
     pub linger: Duration,
-    /// Any other librdkafka property, passed through as is (e.g.
-    /// `"security.protocol" = "sasl_plaintext"`); values here win.
     /// Also publish dead-lettered events to this topic template (empty:
     /// only the dead-letter table), keyed like `key`.
     pub dead_letter_topic: String,
+    /// Any other librdkafka property, passed through as is (e.g.
+    /// `"security.protocol" = "sasl_plaintext"`); values here win.
+    /// `message.max.bytes` is also the limit the relay checks each record
+    /// against before sending (librdkafka's default: 1000000 bytes).
     pub librdkafka: std::collections::BTreeMap<String, String>,
 }
 

@@ -92,6 +92,23 @@ fn kafka_settings_are_checked() {
         ),
         "sink.kafka.topic",
     );
+    // The record limit the message builder checks is librdkafka's own.
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka.librdkafka]\n\"message.max.bytes\" = \"lots\"\n",
+            &[],
+        ),
+        "sink.kafka.librdkafka.\"message.max.bytes\"",
+    );
+    // A missing topic must fail as unknown before the message times out.
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka]\nmessage_timeout = \"30s\"\n\
+             [sink.kafka.librdkafka]\n\"topic.metadata.propagation.max.ms\" = \"30000\"\n",
+            &[],
+        ),
+        "sink.kafka.librdkafka.\"topic.metadata.propagation.max.ms\"",
+    );
 }
 
 #[test]

@@ -40,7 +40,7 @@ async fn oversized_event_is_dead_lettered_and_the_rest_flow() {
 
     let letter = setup.db.psql(
         "SELECT event_id || ' ' || reason || ' ' || attempts || ' ' || sink || ' ' || \
-                (row_data IS NOT NULL) || ' ' || (error LIKE '%too large%' OR error LIKE '%size%') \
+                (row_data IS NOT NULL) || ' ' || (error LIKE '%message.max.bytes (5000)%') \
          FROM outbox_dead_letters",
     );
     assert_eq!(letter.trim(), "5 oversized 2 kafka true true");

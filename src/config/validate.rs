@@ -152,6 +152,16 @@ impl Config {
                 ));
             }
             positive("sink.kafka.message_timeout", kafka.message_timeout)?;
+            crate::sink::kafka::message::max_message_bytes(kafka).map_err(|e| {
+                ConfigError::invalid(
+                    format!(
+                        "sink.kafka.librdkafka.\"{}\"",
+                        crate::sink::kafka::message::MAX_MESSAGE_BYTES_PROPERTY
+                    ),
+                    e,
+                )
+            })?;
+            check_propagation(kafka)?;
             for key in kafka.librdkafka.keys() {
                 if crate::sink::kafka::OWNED_PROPERTIES.contains(&key.as_str()) {
                     return Err(ConfigError::invalid(
@@ -249,6 +259,36 @@ fn amqp_name(key: &str, text: &str) -> Result<(), ConfigError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// A `topic.metadata.propagation.max.ms` set in the passthrough table must
+/// end before the message timeout, or a message to a missing topic times
+/// out (retried for ever) before it can fail as unknown (dead-lettered).
+fn check_propagation(kafka: &super::KafkaConfig) -> Result<(), ConfigError> {
+    use crate::sink::kafka::{PROPAGATION_PROPERTY, effective_message_timeout};
+    let Some(text) = kafka.librdkafka.get(PROPAGATION_PROPERTY) else {
+        return Ok(());
+    };
+    let key = format!("sink.kafka.librdkafka.\"{PROPAGATION_PROPERTY}\"");
+    let propagation = text
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| {
+            ConfigError::invalid(&key, format!("`{text}` is not a number of milliseconds"))
+        })?;
+    let timeout = effective_message_timeout(kafka);
+    if !timeout.is_zero() && propagation >= timeout {
+        return Err(ConfigError::invalid(
+            &key,
+            format!(
+                "{propagation:?} must be shorter than the message timeout ({timeout:?}): \
+                 an event to a missing topic would time out and be retried for ever \
+                 instead of being dead-lettered"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {

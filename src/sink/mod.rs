@@ -82,6 +82,8 @@ pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
             "invalid_topic",
             "topic_authorization_failed",
             "policy_violation",
+            "invalid_timestamp",
+            "invalid_record",
             "rejected",
         ],
         SinkKind::Stdout => &["oversized", "too_long", "invalid"],

@@ -3,19 +3,20 @@
 //! whole; its delivery reports are then awaited in order.
 
 mod context;
+pub mod message;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
 
 use context::RelayContext;
+use message::{KafkaMessage, MessageBuilder};
 
-use super::template::{Template, unrenderable};
-use super::trace::{Destination, PublishSpan, is_trace_header};
-use super::{PublishFailure, Sink, SinkError, dead_letter_copy};
+use super::template::Template;
+use super::trace::{Destination, PublishSpan};
+use super::{EventError, PublishFailure, Sink, SinkError, dead_letter_copy};
 use crate::classify::{Disposition, kafka};
 use crate::config::KafkaConfig;
 use crate::event::OutboxEvent;
@@ -41,30 +42,59 @@ const MAX_IN_FLIGHT: &str = "5";
 /// How often librdkafka reports the statistics behind the gauges.
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
+/// librdkafka's property for how long a topic the brokers say does not
+/// exist still counts as being created (propagating through the cluster)
+/// before the messages queued for it fail as unknown.
+pub const PROPAGATION_PROPERTY: &str = "topic.metadata.propagation.max.ms";
+
+/// The longest the relay lets a missing topic count as propagating.
+const MAX_PROPAGATION: Duration = Duration::from_secs(10);
+
+/// How long a topic the brokers do not know counts as still propagating:
+/// a third of the message timeout, at most 10 s. librdkafka's default
+/// (30 s) is as long as the default message timeout, so a message to a
+/// missing topic timed out (a path error, retried for ever) before it
+/// could fail as unknown (the event's fault, dead-lettered). The relay
+/// recreates its producer after a failed delivery, which starts this
+/// window again, so every attempt must fit it inside the message timeout.
+pub fn topic_propagation(message_timeout: Duration) -> Duration {
+    (message_timeout / 3).min(MAX_PROPAGATION)
+}
+
+/// The message timeout librdkafka will use: the passthrough table's
+/// `message.timeout.ms` or `delivery.timeout.ms` (its alias) if set,
+/// else `sink.kafka.message_timeout`. Zero is librdkafka's "no timeout".
+pub fn effective_message_timeout(config: &KafkaConfig) -> Duration {
+    ["message.timeout.ms", "delivery.timeout.ms"]
+        .iter()
+        .find_map(|key| config.librdkafka.get(*key)?.trim().parse::<u64>().ok())
+        .map_or(config.message_timeout, Duration::from_millis)
+}
+
 type Client = FutureProducer<RelayContext>;
 
 /// Publishes to Kafka; recreates its producer after a fatal error.
 pub struct KafkaSink {
     config: KafkaConfig,
-    topic: Template,
-    key: Template,
-    /// Where copies of dead letters go, if anywhere.
-    dead_letter_topic: Option<Template>,
+    messages: MessageBuilder,
+    /// Copies of dead letters, to their topic, if one is configured.
+    dead_letters: Option<MessageBuilder>,
     producer: Option<Client>,
     ever_connected: bool,
 }
 
 impl KafkaSink {
     pub fn new(config: &KafkaConfig) -> Result<Self, SinkError> {
-        let template = |text: &str| {
-            Template::parse(text).map_err(|e| SinkError::Connect(format!("template: {e}")))
+        let builder = |text: &str, field| {
+            Template::parse(text)
+                .and_then(|topic| MessageBuilder::new(config, topic, field))
+                .map_err(|e| SinkError::Connect(format!("sink.kafka: {e}")))
         };
         Ok(KafkaSink {
-            topic: template(&config.topic)?,
-            key: template(&config.key)?,
-            dead_letter_topic: match config.dead_letter_topic.as_str() {
+            messages: builder(&config.topic, "topic")?,
+            dead_letters: match config.dead_letter_topic.as_str() {
                 "" => None,
-                text => Some(template(text)?),
+                text => Some(builder(text, "dead_letter_topic")?.lenient_key()),
             },
             config: config.clone(),
             producer: None,
@@ -83,6 +113,10 @@ impl KafkaSink {
             .set("compression.type", &config.compression)
             .set("message.timeout.ms", millis(config.message_timeout))
             .set("linger.ms", millis(config.linger))
+            .set(
+                PROPAGATION_PROPERTY,
+                millis(topic_propagation(effective_message_timeout(config))),
+            )
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         for (key, value) in &config.librdkafka {
             c.set(key, value);
@@ -144,36 +178,17 @@ impl KafkaSink {
         let mut pending = Vec::with_capacity(events.len());
         let mut enqueue_error = None;
         'events: for event in events {
-            let rendered = self.topic.render(event).and_then(|topic| {
-                check_topic(&topic)?;
-                Ok((topic, self.key.render(event)?))
-            });
-            let (topic, key) = match rendered {
-                Ok(names) => names,
-                Err(detail) => {
-                    enqueue_error = Some(unrenderable(event, "topic or key", detail));
+            let (message, span) = match self.message(event) {
+                Ok(built) => built,
+                Err(error) => {
+                    enqueue_error = Some(error.rejecting(event));
                     break 'events;
                 }
             };
-            let span = PublishSpan::start(
-                event,
-                Destination::Kafka {
-                    topic: &topic,
-                    key: &key,
-                },
-            );
-            let headers = headers(event, span.as_ref().map(PublishSpan::headers));
             loop {
-                let mut record = FutureRecord::to(&topic)
-                    .key(&key)
-                    .payload(&event.payload)
-                    .headers(headers.clone());
-                if let Some(ms) = event.created_at.and_then(unix_millis) {
-                    record = record.timestamp(ms);
-                }
-                match producer.send_result(record) {
+                match producer.send_result(message.record()) {
                     Ok(delivery) => {
-                        pending.push((delivery, topic, span));
+                        pending.push((delivery, message.topic, span));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -181,7 +196,7 @@ impl KafkaSink {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((error, _)) => {
-                        let error = self.record_error(error, event, &topic);
+                        let error = self.record_error(error, event, &message.topic);
                         if let Some(span) = &span {
                             span.fail(&error);
                         }
@@ -213,6 +228,29 @@ impl KafkaSink {
                 Err(fail(sent, error))
             }
         }
+    }
+
+    /// The record of `event` and its publish span (whose trace context
+    /// replaces the row's); an event it cannot be is refused.
+    fn message<'a>(
+        &self,
+        event: &'a OutboxEvent,
+    ) -> Result<(KafkaMessage<'a>, Option<PublishSpan>), EventError> {
+        let message = self.messages.build(event)?;
+        let span = PublishSpan::start(
+            event,
+            Destination::Kafka {
+                topic: &message.topic,
+                key: &message.key,
+            },
+        );
+        let message = match &span {
+            Some(span) => message
+                .with_trace(span.headers())
+                .inspect_err(|e| span.fail(e))?,
+            None => message,
+        };
+        Ok((message, span))
     }
 }
 
@@ -248,22 +286,16 @@ impl Sink for KafkaSink {
         reason: &str,
         error: &str,
     ) -> Result<(), SinkError> {
-        let Some(topic) = &self.dead_letter_topic else {
+        let Some(builder) = &self.dead_letters else {
             return Ok(());
         };
-        let topic = topic
-            .render(event)
-            .map_err(|e| unrenderable(event, "dead_letter_topic", e))?;
-        let key = self.key.render(event).unwrap_or_default();
         let copy = dead_letter_copy(event, reason, error);
+        let message = builder.build(&copy).map_err(|e| e.rejecting(event))?;
         let producer = self.producer()?;
-        let record = FutureRecord::to(&topic)
-            .key(&key)
-            .payload(&copy.payload)
-            .headers(headers(&copy, None));
         let delivery = producer
-            .send_result(record)
-            .map_err(|(e, _)| self.record_error(e, event, &topic))?;
+            .send_result(message.record())
+            .map_err(|(e, _)| self.record_error(e, event, &message.topic))?;
+        let topic = message.topic.clone();
         match delivery.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(self.record_error(e, event, &topic)),
@@ -274,131 +306,40 @@ impl Sink for KafkaSink {
     }
 }
 
-/// The standard headers, then the row's own (standard names win), then
-/// `trace` (the publish span's context) in place of the row's trace headers.
-fn headers(event: &OutboxEvent, trace: Option<&[(String, String)]>) -> OwnedHeaders {
-    let standard = event.standard_headers();
-    let replace_trace = trace.is_some();
-    let trace = trace.unwrap_or_default();
-    let mut headers =
-        OwnedHeaders::new_with_capacity(standard.len() + event.headers.len() + trace.len());
-    for (key, value) in standard {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
-    }
-    for (key, value) in &event.headers {
-        if standard.iter().any(|(k, _)| k == key) || (replace_trace && is_trace_header(key)) {
-            continue;
-        }
-        let text = match value {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        headers = headers.insert(Header {
-            key,
-            value: Some(text.as_bytes()),
-        });
-    }
-    for (key, value) in trace {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
-    }
-    headers
-}
-
-fn unix_millis(at: SystemTime) -> Option<i64> {
-    let since = at.duration_since(SystemTime::UNIX_EPOCH).ok()?;
-    i64::try_from(since.as_millis()).ok()
-}
-
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }
 
-/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`.
-fn check_topic(topic: &str) -> Result<(), String> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
-        return Err(format!(
-            "`{topic}` is not a legal Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use rdkafka::message::Headers;
-
     use super::*;
-    use crate::event::PayloadKind;
-
-    fn event(headers: &[(&str, &str)]) -> OutboxEvent {
-        OutboxEvent {
-            id: "7".into(),
-            aggregate_type: "order".into(),
-            aggregate_id: "42".into(),
-            event_type: "paid".into(),
-            payload: b"{}".to_vec(),
-            payload_kind: PayloadKind::Json,
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).into()))
-                .collect(),
-            created_at: None,
-        }
-    }
-
-    fn pairs(headers: &OwnedHeaders) -> Vec<(String, String)> {
-        headers
-            .iter()
-            .map(|h| {
-                let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
-                (h.key.to_owned(), value)
-            })
-            .collect()
-    }
-
-    const ROW_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    const SPAN_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
 
     #[test]
-    fn the_publish_span_context_replaces_the_rows() {
-        let row = event(&[
-            ("tenant", "acme"),
-            ("Traceparent", ROW_PARENT),
-            ("tracestate", "vendor=x"),
-        ]);
-        let trace = [
-            ("traceparent".to_owned(), SPAN_PARENT.to_owned()),
-            ("tracestate".to_owned(), "vendor=x".to_owned()),
-        ];
-        let got = pairs(&headers(&row, Some(&trace)));
-        let trace_headers: Vec<_> = got
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent") || k == "tracestate")
-            .collect();
+    fn a_missing_topic_fails_as_unknown_well_inside_the_message_timeout() {
+        let secs = Duration::from_secs;
+        assert_eq!(topic_propagation(secs(30)), secs(10));
+        assert_eq!(topic_propagation(secs(6)), secs(2));
+        assert_eq!(topic_propagation(secs(300)), secs(10));
+        let mut config = KafkaConfig::default();
         assert_eq!(
-            trace_headers,
-            [
-                &("traceparent".to_owned(), SPAN_PARENT.to_owned()),
-                &("tracestate".to_owned(), "vendor=x".to_owned())
-            ]
+            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
+            Some("10000")
         );
-        assert!(got.contains(&("tenant".to_owned(), "acme".to_owned())));
-        assert!(got.contains(&("event_id".to_owned(), "7".to_owned())));
-    }
-
-    #[test]
-    fn without_tracing_the_rows_headers_go_out_unchanged() {
-        let row = event(&[("traceparent", ROW_PARENT), ("tracestate", "vendor=x")]);
-        let got = pairs(&headers(&row, None));
-        assert!(got.contains(&("traceparent".to_owned(), ROW_PARENT.to_owned())));
-        assert!(got.contains(&("tracestate".to_owned(), "vendor=x".to_owned())));
-        assert_eq!(got.len(), 6);
+        // The passthrough's message timeout is the one librdkafka uses.
+        config
+            .librdkafka
+            .insert("message.timeout.ms".into(), "9000".into());
+        assert_eq!(effective_message_timeout(&config), secs(9));
+        assert_eq!(
+            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
+            Some("3000")
+        );
+        config
+            .librdkafka
+            .insert(PROPAGATION_PROPERTY.into(), "500".into());
+        assert_eq!(
+            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
+            Some("500")
+        );
     }
 }
