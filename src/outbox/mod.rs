@@ -2,6 +2,7 @@
 //! SQL the relay runs against it. Shared by the polling source, the backlog
 //! gauges, `migrate` and `check`.
 
+mod claim;
 mod mark;
 mod name;
 pub mod requeue;

@@ -67,9 +67,9 @@ pub enum SourceError {
     Connect(#[from] ConnectError),
     #[error("outbox table: {0}")]
     Schema(#[from] SchemaError),
-    #[error("claiming events: {0}")]
+    #[error("claiming events: {}", crate::postgres::describe(.0))]
     Claim(#[source] tokio_postgres::Error),
-    #[error("marking events sent: {0}")]
+    #[error("marking events sent: {}", crate::postgres::describe(.0))]
     Ack(#[source] tokio_postgres::Error),
     #[error("the postgres session was lost")]
     SessionLost,
