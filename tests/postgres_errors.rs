@@ -34,6 +34,9 @@ async fn a_table_dropped_while_polling_stops_the_relay_naming_it() {
         "{log}"
     );
     assert!(!log.contains("db error"), "{log}");
+    for line in log.lines().filter(|l| l.contains("42P01")) {
+        println!("{line}");
+    }
     setup.queue.delete().await;
 }
 

@@ -65,8 +65,7 @@ mod tests {
     fn config_errors_keep_their_reason() {
         let error = "host=x port=notanumber"
             .parse::<tokio_postgres::Config>()
-            .err()
-            .expect("bad port");
+            .expect_err("bad port");
         let text = describe(&error).to_string();
         assert!(text.starts_with("invalid connection string: "), "{text}");
     }

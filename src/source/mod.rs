@@ -58,9 +58,9 @@ pub trait Source {
     }
 }
 
-/// Why a source operation failed. Every variant is retried by the pipeline:
-/// claimed events are released (by the database, when the session is lost),
-/// so nothing is skipped.
+/// Why a source operation failed. The pipeline retries every error but
+/// those [`SourceError::is_fatal`] names: claimed events are released (by
+/// the database, when the session is lost), so nothing is skipped.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("connecting: {0}")]
@@ -92,7 +92,9 @@ impl SourceError {
     pub fn is_fatal(&self) -> bool {
         match self {
             SourceError::Schema(_) | SourceError::SlotUnusable(_) => true,
-            SourceError::Claim(e) | SourceError::Ack(e) => {
+            SourceError::Claim(e)
+            | SourceError::Ack(e)
+            | SourceError::Connect(ConnectError::Postgres(e)) => {
                 crate::classify::postgres::classify(e) == crate::classify::Disposition::Stop
             }
             _ => false,
