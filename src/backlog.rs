@@ -33,7 +33,7 @@ pub async fn run(config: Config, shutdown: Shutdown) {
                         .set(oldest.unwrap_or(0.0).max(0.0));
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "refreshing backlog gauges failed");
+                    tracing::debug!(error = %postgres::describe(&e), "refreshing backlog gauges failed");
                     broken = true;
                 }
             }
@@ -60,7 +60,7 @@ async fn dead_letter_gauge(client: &tokio_postgres::Client, config: &Config) {
     let sql = format!("SELECT count(*) FROM {table} WHERE retried_at IS NULL");
     match client.query_one(&sql, &[]).await {
         Ok(row) => metrics().dead_letters_pending.set(row.get(0)),
-        Err(e) => tracing::debug!(error = %e, "counting dead letters failed"),
+        Err(e) => tracing::debug!(error = %postgres::describe(&e), "counting dead letters failed"),
     }
 }
 
@@ -94,7 +94,9 @@ async fn slot_gauges(client: &tokio_postgres::Client, slot: &str) {
             metrics().slot_healthy.set(0);
             tracing::debug!(slot, "replication slot does not exist (yet)");
         }
-        Err(e) => tracing::debug!(error = %e, "reading the replication slot failed"),
+        Err(e) => {
+            tracing::debug!(error = %postgres::describe(&e), "reading the replication slot failed")
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub async fn run(config: &Config) -> usize {
                 .query_one("SHOW server_version", &[])
                 .await
                 .map(|r| r.get::<_, String>(0))
-                .unwrap_or_else(|e| format!("unknown ({e})"));
+                .unwrap_or_else(|e| format!("unknown ({})", postgres::describe(&e)));
             report(
                 true,
                 "postgres",

@@ -124,7 +124,7 @@ impl Election {
         {
             // Postgres before 14: a leader cut off from the database is then
             // found out only by TCP keepalives.
-            tracing::warn!(error = %e, "cannot set idle_session_timeout on the leader session");
+            tracing::warn!(error = %crate::postgres::describe(&e), "cannot set idle_session_timeout on the leader session");
         }
         Ok(client)
     }
@@ -194,7 +194,7 @@ impl Election {
 /// Why taking the lock failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ElectionError {
-    #[error(transparent)]
+    #[error("{}", crate::postgres::describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("outbox table {0} does not exist")]
     TableMissing(String),
@@ -298,7 +298,7 @@ async fn watch(state: Arc<LeaseState>) {
                 *state.confirmed.lock().unwrap_or_else(|e| e.into_inner()) = sent;
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "lost the leader session; stopping publishing");
+                tracing::error!(error = %crate::postgres::describe(&e), "lost the leader session; stopping publishing");
                 break;
             }
             Err(_) => {

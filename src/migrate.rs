@@ -18,13 +18,13 @@ use crate::postgres::{self, ConnectError};
 pub enum MigrateError {
     #[error("connecting: {0}")]
     Connect(#[from] ConnectError),
-    #[error("migration {version} ({name}): {source}")]
+    #[error("migration {version} ({name}): {}", crate::postgres::describe(.source))]
     Apply {
         version: i32,
         name: &'static str,
         source: tokio_postgres::Error,
     },
-    #[error("recording migrations: {0}")]
+    #[error("recording migrations: {}", crate::postgres::describe(.0))]
     Bookkeeping(#[from] tokio_postgres::Error),
     #[error("outbox.table: {0}")]
     Table(String),

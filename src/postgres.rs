@@ -1,6 +1,10 @@
 //! Opening a normal (non-replication) Postgres session: the connection task is
 //! spawned here, and LISTEN notifications are turned into a wake-up.
 
+mod error;
+
+pub use error::{Described, describe};
+
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -14,7 +18,7 @@ use crate::config::PostgresConfig;
 /// Why a session could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error(transparent)]
+    #[error("{}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("connecting to postgres timed out after {0:?}")]
     Timeout(std::time::Duration),
@@ -75,7 +79,7 @@ fn drive<S, T>(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(purpose, error = %e, "postgres connection lost");
+                    tracing::warn!(purpose, error = %describe(&e), "postgres connection lost");
                     break;
                 }
                 None => break,

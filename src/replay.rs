@@ -30,7 +30,7 @@ pub enum ReplayError {
     Schema(#[from] SchemaError),
     #[error("{0}")]
     Usage(String),
-    #[error("replaying: {0}")]
+    #[error("replaying: {}", crate::postgres::describe(.0))]
     Query(#[from] tokio_postgres::Error),
 }
 

@@ -37,7 +37,7 @@ pub enum DeadLetterError {
     Schema(#[from] SchemaError),
     #[error("{0}")]
     Config(String),
-    #[error("dead-letter table {table}: {error}{}", hint(.error))]
+    #[error("dead-letter table {table}: {}{}", crate::postgres::describe(.error), hint(.error))]
     Query {
         table: String,
         #[source]

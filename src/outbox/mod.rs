@@ -3,6 +3,7 @@
 //! gauges, `migrate` and `check`.
 
 mod headers;
+mod claim;
 mod mark;
 mod name;
 pub mod requeue;

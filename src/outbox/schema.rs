@@ -10,7 +10,7 @@ use crate::event::PayloadKind;
 /// Why the outbox table cannot be used as configured.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("reading the catalog: {0}")]
+    #[error("reading the catalog: {}", crate::postgres::describe(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("table {0} does not exist (run `outbox-relay migrate`, or set outbox.table)")]
     TableMissing(String),
@@ -102,17 +102,22 @@ impl OutboxSchema {
                 c.headers
             ));
         }
-        for (key, name, found) in [
-            ("created_at", &c.created_at, &created_type),
-            ("sent_at", &c.sent_at, &sent_type),
-        ] {
-            if let Some(t) = found.as_deref()
-                && !t.starts_with("timestamp")
-            {
-                problems.push(format!(
-                    "column \"{name}\" (outbox.columns.{key}) is {t}; it must be a timestamp"
-                ));
-            }
+        if let Some(t) = created_type.as_deref()
+            && !t.starts_with("timestamp")
+            && t != "date"
+        {
+            problems.push(format!(
+                "column \"{}\" (outbox.columns.created_at) is {t}; it must be a timestamp or a date",
+                c.created_at
+            ));
+        }
+        if let Some(t) = sent_type.as_deref()
+            && !t.starts_with("timestamp")
+        {
+            problems.push(format!(
+                "column \"{}\" (outbox.columns.sent_at) is {t}; it must be a timestamp",
+                c.sent_at
+            ));
         }
         if config.mark == MarkMode::Update && c.sent_at.is_empty() {
             problems.push("outbox.mark = \"update\" needs outbox.columns.sent_at".into());

@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
 
 use super::headers::parse_headers;
+use super::claim::claim_sql;
 use super::{OutboxSchema, quote_ident};
 use crate::config::{ColumnsConfig, MarkMode, OutboxConfig};
 use crate::event::{OutboxEvent, PayloadKind};
@@ -15,9 +16,11 @@ use crate::event::{OutboxEvent, PayloadKind};
 /// SQL text for one configured outbox.
 #[derive(Debug, Clone)]
 pub struct OutboxSql {
-    /// `$1` = limit (int8). Locks the rows it returns until the transaction ends.
+    /// Locks the next unsent rows until the transaction ends and flags those
+    /// held back behind a row another session holds; parameters and columns
+    /// in [`super::claim`].
     pub claim: String,
-    /// Like `claim`, limited to ids up to `$2` (text): the one-time pass over
+    /// Like `claim`, limited to ids up to `$4` (text): the one-time pass over
     /// rows that predate a replication slot.
     pub claim_until: String,
     /// `$1` = ids as text[]. Marks or deletes those rows and returns their
@@ -33,44 +36,13 @@ impl OutboxSql {
         let c = &config.columns;
         let table = schema.table.to_string();
         let id = quote_ident(&c.id);
-        let payload = match schema.payload_kind {
-            PayloadKind::Binary => quote_ident(&c.payload),
-            PayloadKind::Json | PayloadKind::Text => format!("{}::text", quote_ident(&c.payload)),
-        };
-        let headers = ColumnsConfig::optional(&c.headers)
-            .map(|h| format!("{}::text", quote_ident(h)))
-            .unwrap_or_else(|| "NULL::text".into());
-        let created_at = ColumnsConfig::optional(&c.created_at).map(quote_ident);
-        let created_micros = created_at
-            .as_ref()
-            .map(|col| format!("(extract(epoch FROM {col}) * 1000000)::int8"))
-            .unwrap_or_else(|| "NULL::int8".into());
+        let created_epoch =
+            ColumnsConfig::optional(&c.created_at).map(|col| created_epoch(&quote_ident(col)));
         let unsent = ColumnsConfig::optional(&c.sent_at)
             .map(|s| format!(" WHERE {} IS NULL", quote_ident(s)))
             .unwrap_or_default();
-        // Qualified, so ORDER BY names the table's columns and not the
-        // text-cast output columns of the same name (which would sort "10"
-        // before "9" and defeat the index).
-        let order = if config.order_column() == c.id {
-            format!("o.{id}")
-        } else {
-            format!("o.{}, o.{id}", quote_ident(config.order_column()))
-        };
-
-        let select = format!(
-            "SELECT {id}::text, {}::text, {}::text, {}::text, {payload}, {headers}, {created_micros} \
-             FROM {table} AS o",
-            quote_ident(&c.aggregate_type),
-            quote_ident(&c.aggregate_id),
-            quote_ident(&c.event_type),
-        );
-        let claim = format!("{select}{unsent} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED");
-        let bound = format!("o.{id} <= $2::text::{}", schema.id_type);
-        let claim_until = if unsent.is_empty() {
-            format!("{select} WHERE {bound} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED")
-        } else {
-            format!("{select}{unsent} AND {bound} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED")
-        };
+        let claim = claim_sql(config, schema, false);
+        let claim_until = claim_sql(config, schema, true);
         let ids = format!("{id} = ANY($1::text[]::{}[])", schema.id_type);
         let mark = match config.mark {
             // statement_timestamp(), not now(): in polling mode the mark
@@ -84,8 +56,8 @@ impl OutboxSql {
             // Nothing to mark; the statement still checks the ids parse.
             MarkMode::None => format!("SELECT count(*) FROM {table} WHERE false AND {ids}"),
         };
-        let oldest = created_at
-            .map(|col| format!("extract(epoch FROM now() - min({col}))::float8"))
+        let oldest = created_epoch
+            .map(|epoch| format!("(extract(epoch FROM now()) - min({epoch}))::float8"))
             .unwrap_or_else(|| "NULL::float8".into());
         let backlog = format!("SELECT count(*), {oldest} FROM {table}{unsent}");
         OutboxSql {
@@ -97,8 +69,14 @@ impl OutboxSql {
         }
     }
 
-    /// Turns one row of [`OutboxSql::claim`] into an event.
-    pub fn decode(&self, row: &Row) -> Result<OutboxEvent, tokio_postgres::Error> {
+    /// Turns one row of [`OutboxSql::claim`] into an event, and whether it
+    /// is held back behind a row of its aggregate that another session holds.
+    pub fn decode(&self, row: &Row) -> Result<(OutboxEvent, bool), tokio_postgres::Error> {
+        let held_back: bool = row.try_get(7)?;
+        Ok((self.decode_event(row)?, held_back))
+    }
+
+    fn decode_event(&self, row: &Row) -> Result<OutboxEvent, tokio_postgres::Error> {
         let headers: Option<&str> = row.try_get(5)?;
         let created_micros: Option<i64> = row.try_get(6)?;
         // NULLs in a hand-made table must not wedge the relay on one row:
@@ -121,6 +99,21 @@ impl OutboxSql {
             created_at: created_micros.map(from_unix_micros),
         })
     }
+}
+
+/// The first instant a created_at may name: 10000-01-01 00:00:00 UTC, in
+/// seconds since the Unix epoch. Later times, like times before 1970,
+/// `infinity` and `-infinity`, mean "no created_at" (docs/columns.md).
+pub const CREATED_AT_END_EPOCH: i64 = 253_402_300_800;
+
+/// SQL for a created_at column's seconds since the Unix epoch, NULL unless
+/// the value is finite and in [1970-01-01, 10000-01-01) UTC. Total for every
+/// value a `timestamptz`, `timestamp` (read as UTC) or `date` (midnight UTC)
+/// can hold: `extract` gives ±Infinity for the infinities, never an error,
+/// and the bound keeps the later conversion to microseconds within int8.
+pub(super) fn created_epoch(column: &str) -> String {
+    let epoch = format!("extract(epoch FROM {column})");
+    format!("CASE WHEN {epoch} >= 0 AND {epoch} < {CREATED_AT_END_EPOCH} THEN {epoch} END")
 }
 
 /// Microseconds since the Unix epoch as a time.
@@ -164,13 +157,24 @@ mod tests {
     #[test]
     fn default_statements() {
         let sql = OutboxSql::new(&OutboxConfig::default(), &schema(PayloadKind::Json));
-        assert_eq!(
-            sql.claim,
-            "SELECT \"id\"::text, \"aggregate_type\"::text, \"aggregate_id\"::text, \
-             \"event_type\"::text, \"payload\"::text, \"headers\"::text, \
-             (extract(epoch FROM \"created_at\") * 1000000)::int8 FROM \"public\".\"outbox\" AS o \
-             WHERE \"sent_at\" IS NULL ORDER BY o.\"id\" LIMIT $1 FOR UPDATE SKIP LOCKED"
+        assert!(
+            sql.claim
+                .starts_with("WITH claimed AS MATERIALIZED (SELECT o.\"id\" AS r_id, ")
         );
+        assert!(sql.claim.contains(
+            "FROM \"public\".\"outbox\" AS o WHERE o.\"sent_at\" IS NULL \
+             AND coalesce(o.\"aggregate_id\"::text, '') <> ALL($2::text[]) \
+             AND o.\"id\" <> ALL($3::text[]::bigint[]) \
+             ORDER BY o.\"id\" LIMIT $1 FOR UPDATE SKIP LOCKED"
+        ));
+        assert!(sql.claim.contains(
+            "(CASE WHEN extract(epoch FROM c.r_created_at) >= 0 \
+             AND extract(epoch FROM c.r_created_at) < 253402300800 \
+             THEN extract(epoch FROM c.r_created_at) END * 1000000)::int8"
+        ));
+        assert!(sql.claim.ends_with("FROM claimed AS c ORDER BY c.r_id"));
+        assert!(sql.claim_until.contains("o.\"id\" <= $4::text::bigint"));
+        assert!(sql.claim_until.contains("h.\"id\" <= $4::text::bigint"));
         assert_eq!(
             sql.mark,
             "UPDATE \"public\".\"outbox\" SET \"sent_at\" = statement_timestamp() WHERE \"id\" = ANY($1::text[]::bigint[]) \
@@ -193,11 +197,17 @@ mod tests {
         s.table = TableName::parse("outbox_dbz").expect("valid");
         s.id_type = "uuid".into();
         let sql = OutboxSql::new(&config, &s);
-        assert!(sql.claim.contains("\"payload\", NULL::text"));
+        assert!(sql.claim.contains("c.r_payload, NULL::text"));
+        assert!(sql.claim.contains(
+            "FROM \"outbox_dbz\" AS o WHERE coalesce(o.\"aggregate_id\"::text, '') <> ALL($2::text[]) \
+             AND o.\"id\" <> ALL($3::text[]::uuid[]) \
+             ORDER BY o.\"timestamp\", o.\"id\" LIMIT $1"
+        ));
         assert!(
             sql.claim
-                .contains("FROM \"outbox_dbz\" AS o ORDER BY o.\"timestamp\", o.\"id\"")
+                .contains("(held.k_order, held.r_id) < (c.k_order, c.r_id)")
         );
+        assert!(sql.claim.ends_with("ORDER BY c.k_order, c.r_id"));
         assert_eq!(
             sql.mark,
             "DELETE FROM \"outbox_dbz\" WHERE \"id\" = ANY($1::text[]::uuid[]) \

@@ -58,18 +58,18 @@ pub trait Source {
     }
 }
 
-/// Why a source operation failed. Every variant is retried by the pipeline:
-/// claimed events are released (by the database, when the session is lost),
-/// so nothing is skipped.
+/// Why a source operation failed. The pipeline retries every error but
+/// those [`SourceError::is_fatal`] names: claimed events are released (by
+/// the database, when the session is lost), so nothing is skipped.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("connecting: {0}")]
     Connect(#[from] ConnectError),
     #[error("outbox table: {0}")]
     Schema(#[from] SchemaError),
-    #[error("claiming events: {0}")]
+    #[error("claiming events: {}", crate::postgres::describe(.0))]
     Claim(#[source] tokio_postgres::Error),
-    #[error("marking events sent: {0}")]
+    #[error("marking events sent: {}", crate::postgres::describe(.0))]
     Ack(#[source] tokio_postgres::Error),
     #[error("the postgres session was lost")]
     SessionLost,
@@ -92,7 +92,9 @@ impl SourceError {
     pub fn is_fatal(&self) -> bool {
         match self {
             SourceError::Schema(_) | SourceError::SlotUnusable(_) => true,
-            SourceError::Claim(e) | SourceError::Ack(e) => {
+            SourceError::Claim(e)
+            | SourceError::Ack(e)
+            | SourceError::Connect(ConnectError::Postgres(e)) => {
                 crate::classify::postgres::classify(e) == crate::classify::Disposition::Stop
             }
             _ => false,

@@ -1,6 +1,7 @@
 //! The polling source: claims rows with `FOR UPDATE SKIP LOCKED` inside a
 //! transaction held open while the batch is published, marks the confirmed
-//! ones in one statement and commits. LISTEN/NOTIFY wakes it at once; the
+//! ones in one statement and commits. A row another session holds locked
+//! holds back only its own aggregate's later rows (see `outbox::claim`). LISTEN/NOTIFY wakes it at once; the
 //! poll interval is only the fallback.
 
 use std::sync::Arc;
@@ -30,6 +31,20 @@ pub struct PollingSource {
     ever_connected: bool,
     /// Only rows with ids up to this (the replication catch-up pass).
     until: Option<String>,
+    /// Whether the last claim held back an aggregate (for logging changes).
+    holding_back: bool,
+}
+
+/// Claim statements per batch at most, when rows are held back.
+const MAX_CLAIM_ROUNDS: usize = 4;
+
+/// What one claim found.
+#[derive(Default)]
+struct Claimed {
+    /// Ready to publish, in order.
+    events: Vec<OutboxEvent>,
+    /// Aggregate ids waiting behind a row another session holds.
+    held_back: Vec<String>,
 }
 
 /// One live connection with its prepared statements.
@@ -52,6 +67,7 @@ impl PollingSource {
             claimed: Vec::new(),
             ever_connected: false,
             until: None,
+            holding_back: false,
         }
     }
 
@@ -110,6 +126,71 @@ impl PollingSource {
         })
     }
 
+    /// Runs the claim (inside the open transaction) until `limit` events are
+    /// ready, the outbox has no more, or [`MAX_CLAIM_ROUNDS`] rounds ran. A
+    /// round after the first leaves out the rows already locked and the
+    /// aggregates held back, so one aggregate stuck behind another
+    /// session's lock cannot fill every batch and starve the rest.
+    async fn claim_rounds(&mut self, limit: usize) -> Result<Claimed, tokio_postgres::Error> {
+        let mut claimed = Claimed::default();
+        let mut locked: Vec<String> = Vec::new();
+        let until = self.until.clone();
+        let Some(session) = self.session.as_mut() else {
+            return Ok(claimed);
+        };
+        for round in 0..MAX_CLAIM_ROUNDS {
+            let wanted = limit.saturating_sub(claimed.events.len());
+            let wanted_sql = i64::try_from(wanted).unwrap_or(i64::MAX);
+            let mut params: Vec<&(dyn ToSql + Sync)> =
+                vec![&wanted_sql, &claimed.held_back, &locked];
+            if let Some(until) = &until {
+                params.push(until);
+            }
+            let rows = if round == 0 {
+                // BEGIN and the first round share one round trip.
+                let begin = session.client.batch_execute("BEGIN");
+                tokio::try_join!(begin, session.client.query(&session.claim, &params))?.1
+            } else {
+                session.client.query(&session.claim, &params).await?
+            };
+            let mut held_this_round = false;
+            let mut round_ids = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (event, held_back) = session.sql.decode(row)?;
+                round_ids.push(event.id.clone());
+                if held_back {
+                    held_this_round = true;
+                    if !claimed.held_back.contains(&event.aggregate_id) {
+                        claimed.held_back.push(event.aggregate_id);
+                    }
+                } else {
+                    claimed.events.push(event);
+                }
+            }
+            locked.extend(round_ids);
+            if !held_this_round || rows.len() < wanted || claimed.events.len() >= limit {
+                break;
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Says once when aggregates start waiting behind a row another session
+    /// holds, and once when none do any more.
+    fn report_held_back(&mut self, aggregates: &[String]) {
+        match (self.holding_back, aggregates.is_empty()) {
+            (false, false) => tracing::warn!(
+                aggregates = ?aggregates.iter().take(10).collect::<Vec<_>>(),
+                count = aggregates.len(),
+                "rows locked by another session hold back their aggregates' later events; \
+                 other aggregates go on"
+            ),
+            (true, true) => tracing::info!("no aggregate is held back by another session's lock"),
+            _ => {}
+        }
+        self.holding_back = !aggregates.is_empty();
+    }
+
     /// Drops the session after an error; its open transaction dies with it,
     /// which releases the claimed rows.
     fn reset(&mut self) {
@@ -132,45 +213,27 @@ impl Source for PollingSource {
         if !self.claimed.is_empty() {
             self.release().await;
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let until = self.until.clone();
-        let session = self.session().await?;
-        // Sent together: BEGIN and the claim share one round trip.
-        let params: Vec<&(dyn ToSql + Sync)> = match &until {
-            Some(until) => vec![&limit, until],
-            None => vec![&limit],
-        };
-        let result = tokio::try_join!(
-            session.client.batch_execute("BEGIN"),
-            session.client.query(&session.claim, &params),
-        );
-        let rows = match result {
-            Ok((_, rows)) => rows,
+        self.session().await?;
+        let claimed = match self.claim_rounds(limit).await {
+            Ok(claimed) => claimed,
             Err(e) => {
                 self.reset();
                 return Err(SourceError::Claim(e));
             }
         };
-        let events: Result<Vec<OutboxEvent>, _> =
-            rows.iter().map(|row| session.sql.decode(row)).collect();
-        let events = match events {
-            Ok(events) => events,
-            Err(e) => {
-                self.reset();
-                return Err(SourceError::Claim(e));
-            }
-        };
-        if events.is_empty() {
+        self.report_held_back(&claimed.held_back);
+        if claimed.events.is_empty() {
+            // Held-back rows are locked too: end the transaction either way.
+            let session = self.session.as_mut().ok_or(SourceError::SessionLost)?;
             if let Err(e) = session.client.batch_execute("COMMIT").await {
                 self.reset();
                 return Err(SourceError::Claim(e));
             }
         } else {
-            self.claimed = events.iter().map(|e| e.id.clone()).collect();
+            self.claimed = claimed.events.iter().map(|e| e.id.clone()).collect();
         }
-        Ok(events)
+        Ok(claimed.events)
     }
-
     async fn ack(&mut self, count: usize) -> Result<(), SourceError> {
         if count == 0 {
             self.release().await;
@@ -211,7 +274,7 @@ impl Source for PollingSource {
         if let Some(session) = self.session.as_mut()
             && let Err(e) = session.client.batch_execute("ROLLBACK").await
         {
-            tracing::warn!(error = %e, "releasing claimed rows failed; dropping the session");
+            tracing::warn!(error = %postgres::describe(&e), "releasing claimed rows failed; dropping the session");
             self.reset();
         }
     }

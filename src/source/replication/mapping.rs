@@ -59,8 +59,10 @@ impl RowMapping {
         })
     }
 
-    /// The event of an inserted row; `commit_time` stands in for a missing
-    /// or unreadable created_at.
+    /// The event of an inserted row. Without a configured created_at column
+    /// the commit time is the event's time; with one, its value is, when
+    /// [`parse_timestamp`] accepts it, and otherwise the event has none (the
+    /// same rule as polling's claim: docs/columns.md).
     pub fn event(&self, row: &Tuple, commit_time: SystemTime) -> OutboxEvent {
         let text = |i: usize| {
             row.get(i)
@@ -82,11 +84,14 @@ impl RowMapping {
             .and_then(Value::as_text)
             .map(|text| parse_headers(&String::from_utf8_lossy(text)))
             .unwrap_or_default();
-        let created_at = self
-            .created_at
-            .map(text)
-            .and_then(|t| parse_timestamp(&t))
-            .unwrap_or(commit_time);
+        let created_at = match self.created_at {
+            Some(i) => row
+                .get(i)
+                .and_then(Value::as_text)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(parse_timestamp),
+            None => Some(commit_time),
+        };
         OutboxEvent {
             id: text(self.id),
             aggregate_type: text(self.aggregate_type),
@@ -95,7 +100,7 @@ impl RowMapping {
             payload,
             payload_kind: self.payload_kind,
             headers,
-            created_at: Some(created_at),
+            created_at,
         }
     }
 }
@@ -145,11 +150,30 @@ pub fn from_pg_micros(micros: i64) -> SystemTime {
     from_unix_micros(micros.saturating_add(PG_EPOCH_OFFSET_MICROS))
 }
 
-/// Parses a timestamptz in ISO style with a UTC offset (the replication
-/// session runs with TimeZone=UTC): `2026-11-23 05:17:15.23773+00`.
-fn parse_timestamp(text: &str) -> Option<SystemTime> {
-    let utc = text.strip_suffix("+00").unwrap_or(text);
-    humantime::parse_rfc3339_weak(utc).ok()
+/// A created_at in the text form pgoutput sends under the session's
+/// `DateStyle=ISO, TimeZone=UTC`: `2026-11-23 05:17:15.23773+00`
+/// (timestamptz), the same without `+00` (timestamp, read as UTC), or
+/// `2026-11-23` (date, midnight UTC). `None` for anything outside
+/// [1970-01-01, 10000-01-01) UTC, as polling's claim decides: `infinity`,
+/// `-infinity`, five-digit years, ` BC` dates, years before 1970.
+///
+/// humantime does the calendar arithmetic; what it accepts is narrower or
+/// looser than needed in ways checked here: it takes only four-digit years
+/// from 1970 (the range wanted), no date without a time, and with a fraction
+/// ignores whatever offset follows a `+`, so anything but digits and the ISO
+/// separators is refused before it sees the text.
+pub(super) fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    let text = text.strip_suffix("+00").unwrap_or(text);
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b' '))
+    {
+        return None;
+    }
+    if text.len() == "2026-11-23".len() {
+        return humantime::parse_rfc3339_weak(&format!("{text} 00:00:00")).ok();
+    }
+    humantime::parse_rfc3339_weak(text).ok()
 }
 
 /// Decodes bytea's text form `\x0a0b…`.
@@ -166,13 +190,55 @@ fn unhex(text: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn rfc3339(text: &str) -> Option<String> {
+        parse_timestamp(text).map(|t| humantime::format_rfc3339_micros(t).to_string())
+    }
+
     #[test]
-    fn timestamps_in_utc_iso_style() {
-        let t = parse_timestamp("2026-11-23 05:17:15.23773+00").expect("parses");
-        assert_eq!(
-            humantime::format_rfc3339_micros(t).to_string(),
-            "2026-11-23T05:17:15.237730Z"
-        );
+    fn timestamps_in_range_in_every_column_type() {
+        for (text, expected) in [
+            (
+                "2026-11-23 05:17:15.23773+00",
+                "2026-11-23T05:17:15.237730Z",
+            ),
+            ("2026-11-23 05:17:15+00", "2026-11-23T05:17:15.000000Z"),
+            ("2026-11-23 05:17:15.5", "2026-11-23T05:17:15.500000Z"),
+            ("2026-11-23", "2026-11-23T00:00:00.000000Z"),
+            ("1970-01-01 00:00:00+00", "1970-01-01T00:00:00.000000Z"),
+            ("1970-01-01", "1970-01-01T00:00:00.000000Z"),
+            (
+                "9999-12-31 23:59:59.999999+00",
+                "9999-12-31T23:59:59.999999Z",
+            ),
+            ("2024-02-29 12:00:00+00", "2024-02-29T12:00:00.000000Z"),
+        ] {
+            assert_eq!(rfc3339(text).as_deref(), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn timestamps_out_of_range_have_none() {
+        for text in [
+            "infinity",
+            "-infinity",
+            "10000-01-01 00:00:00+00",
+            "294276-12-31 23:59:59.999999+00",
+            "12026-11-23",
+            "1969-12-31 23:59:59.999999+00",
+            "1969-12-31",
+            "0001-01-01 00:00:00+00",
+            "2026-11-23 05:17:15+00 BC",
+            "2026-11-23 05:17:15.5+00 BC",
+            "2026-11-23 BC",
+            "4713-11-24 00:00:00+00 BC",
+            "2026-11-23 05:17:15.5+05:30",
+            "2026-11-23 05:17:15Z",
+            "",
+            "2026-13-01",
+            "not a time",
+        ] {
+            assert_eq!(rfc3339(text), None, "{text}");
+        }
     }
 
     #[test]
