@@ -269,6 +269,8 @@ async fn run(config: Config) -> Result<(), RunError> {
         "starting"
     );
     prepare_metrics(&config);
+    // A panic the pipeline cannot catch still names the event it was on.
+    outbox_relay::crash_guard::install_panic_hook();
     let (trigger, shutdown) = shutdown::channel();
     // Register the handlers before anything slow, so an early SIGTERM counts.
     let signal = trigger.on_signal().map_err(RunError::Signals)?;

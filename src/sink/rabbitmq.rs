@@ -335,6 +335,10 @@ impl Sink for RabbitMqSink {
         self.publish_all(events).await
     }
 
+    fn reset(&mut self) {
+        self.drop_link();
+    }
+
     async fn publish_dead_letter(
         &mut self,
         event: &OutboxEvent,
