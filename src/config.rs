@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::ConfigError;
-pub use secret::SecretUrl;
+pub use secret::{SecretUrl, redact};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
