@@ -96,3 +96,42 @@ pub fn inject_faults(events: &[OutboxEvent]) {
 /// Release builds: no fault injection.
 #[cfg(not(debug_assertions))]
 pub fn inject_faults(_events: &[OutboxEvent]) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str) -> OutboxEvent {
+        OutboxEvent {
+            id: id.into(),
+            aggregate_type: "order".into(),
+            aggregate_id: "o-1".into(),
+            event_type: "created".into(),
+            payload: Vec::new(),
+            payload_kind: crate::event::PayloadKind::Json,
+            headers: Vec::new(),
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn names_the_events_in_flight() {
+        publishing(&[event("5")]);
+        assert_eq!(in_flight().as_deref(), Some("event 5"));
+        publishing(&[event("1"), event("2"), event("3")]);
+        assert_eq!(in_flight().as_deref(), Some("3 events, 1 to 3"));
+        published();
+        assert_eq!(in_flight(), None);
+    }
+
+    #[test]
+    fn reads_the_panic_message() {
+        let payload = std::panic::catch_unwind(|| panic!("static text")).expect_err("panics");
+        assert_eq!(panic_message(payload.as_ref()), "static text");
+        let n = 3;
+        let payload = std::panic::catch_unwind(|| panic!("formatted {n}")).expect_err("panics");
+        assert_eq!(panic_message(payload.as_ref()), "formatted 3");
+        let payload = std::panic::catch_unwind(|| std::panic::panic_any(42)).expect_err("panics");
+        assert_eq!(panic_message(payload.as_ref()), "a panic without a message");
+    }
+}
