@@ -88,7 +88,10 @@ pub async fn run(config: &Config) -> usize {
                 Ok(()) => report(
                     true,
                     "kafka",
-                    format!("connected to {}", config.sink.kafka.brokers),
+                    format!(
+                        "connected to {}",
+                        crate::config::redact(&config.sink.kafka.brokers)
+                    ),
                 ),
                 Err(e) => report(false, "kafka", e.to_string()),
             },

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::ConfigError;
-pub use secret::SecretUrl;
+pub use secret::{SecretUrl, redact};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -419,6 +419,11 @@ pub struct DeadLetterConfig {
     /// before the event is dead-lettered; the last attempt publishes it
     /// alone, so a neighbour's fault is never blamed on it. At least 1.
     pub max_attempts: u32,
+    /// Consecutive deaths of the process (abort, OOM kill, segfault) while
+    /// publishing one event alone before that event is dead-lettered with
+    /// reason `crashed`, unpublished (see `docs/crash-guard.md`). 0 turns
+    /// the crash guard off.
+    pub max_crashes: u32,
 }
 
 impl Default for DeadLetterConfig {
@@ -426,6 +431,7 @@ impl Default for DeadLetterConfig {
         Self {
             table: String::new(),
             max_attempts: 3,
+            max_crashes: 3,
         }
     }
 }

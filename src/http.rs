@@ -46,15 +46,27 @@ pub async fn serve(
 }
 
 /// A leader is ready when it reaches Postgres and the broker. A standby is
-/// ready when its election session is up: it is healthy and can take over,
-/// and a sidecar's readiness must not take its application out of service.
+/// ready when its election session is up and it could take over: it is
+/// healthy, and a sidecar's readiness must not take its application out of
+/// service. A standby that cannot even try for the lease (the outbox table
+/// is missing, so no relay can lead) is not ready, and says why.
 fn readiness() -> Response<Full<Bytes>> {
     let m = metrics();
     let leader = m.leader.get() == 1;
     let postgres = m.is_connected(Component::Postgres);
     let broker = m.is_connected(Component::Broker);
     let election = m.is_connected(Component::Election);
-    let ready = if leader { postgres && broker } else { election };
+    let cannot_lead = if leader {
+        None
+    } else {
+        crate::leader::cannot_lead()
+    };
+    let blocked = m.broker_blocked();
+    let ready = if leader {
+        postgres && broker && blocked.is_none()
+    } else {
+        election && cannot_lead.is_none()
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -65,10 +77,16 @@ fn readiness() -> Response<Full<Bytes>> {
         status,
         "text/plain",
         format!(
-            "role: {role}\npostgres: {}\nbroker: {}\nelection: {}\n",
+            "role: {role}\npostgres: {}\nbroker: {}\nelection: {}\n{}",
             up(postgres),
-            up(broker),
-            up(election)
+            match (&blocked, broker) {
+                (Some(reason), true) => format!("blocked ({reason})"),
+                _ => up(broker).to_owned(),
+            },
+            up(election),
+            cannot_lead
+                .map(|why| format!("cannot lead: {why}\n"))
+                .unwrap_or_default()
         ),
     )
 }

@@ -89,7 +89,11 @@ impl Election {
             }
             if let Some(c) = &client {
                 metrics().set_connected(Component::Election, true);
-                match self.try_lock(c).await {
+                let attempt = self.try_lock(c).await;
+                if !matches!(attempt, Err(ElectionError::TableMissing(_))) {
+                    set_cannot_lead(None);
+                }
+                match attempt {
                     Ok(true) => {
                         tracing::info!(table = %self.config.outbox.table, "elected leader");
                         return client.map(|c| Lease::start(c, leader.lease));
@@ -102,6 +106,12 @@ impl Election {
                         );
                     }
                     Ok(false) => {}
+                    Err(e @ ElectionError::TableMissing(_)) => {
+                        // Nobody can lead this outbox: /readyz says so.
+                        if set_cannot_lead(Some(e.to_string())) {
+                            tracing::warn!(error = %e, "standby: cannot take the lead until the outbox table exists");
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "leader election: taking the lock failed; retrying");
                         client = None;
@@ -189,6 +199,27 @@ impl Election {
         }
         Ok(())
     }
+}
+
+/// Why this relay cannot even try for the lease, if it cannot (the outbox
+/// table is missing): `/readyz` reports it.
+static CANNOT_LEAD: Mutex<Option<String>> = Mutex::new(None);
+
+/// Why this relay cannot try for the lease now, if it cannot.
+pub fn cannot_lead() -> Option<String> {
+    CANNOT_LEAD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Records why the relay cannot try for the lease (`None`: it can).
+/// Returns whether that changed.
+fn set_cannot_lead(reason: Option<String>) -> bool {
+    let mut current = CANNOT_LEAD.lock().unwrap_or_else(|e| e.into_inner());
+    let changed = *current != reason;
+    *current = reason;
+    changed
 }
 
 /// Why taking the lock failed.

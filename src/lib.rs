@@ -6,6 +6,7 @@ pub mod backlog;
 pub mod check;
 pub mod classify;
 pub mod config;
+pub mod crash_guard;
 pub mod dead_letters;
 pub mod event;
 pub mod http;

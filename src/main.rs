@@ -152,7 +152,7 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
-            Command::DeadLetters { action } => report(dead_letters(&config, action).await),
+            Command::DeadLetters { action } => dead_letters(&config, action).await,
             Command::Replay {
                 from_id,
                 to_id,
@@ -163,12 +163,19 @@ fn main() -> ExitCode {
                     to_id,
                     since,
                 };
-                report(replay::replay(&config, &range).await.map(|count| {
-                    vec![format!(
-                        "replayed {count} event(s) from {}; the relay will publish them again",
-                        config.outbox.table
-                    )]
-                }))
+                let result = replay::replay(&config, &range).await.map(|count| {
+                    vec![match count {
+                        0 => format!(
+                            "replayed 0 events: no sent event of {} is in the range",
+                            config.outbox.table
+                        ),
+                        count => format!(
+                            "replayed {count} event(s) from {}; the relay will publish them again",
+                            config.outbox.table
+                        ),
+                    }]
+                });
+                report(result, |e| e.is_usage())
             }
             Command::Check => match check::run(&config).await {
                 0 => ExitCode::SUCCESS,
@@ -184,14 +191,22 @@ fn main() -> ExitCode {
     code
 }
 
-/// Prints a subcommand's lines, or its error, and picks the exit status.
-fn report<E: std::fmt::Display>(result: Result<Vec<String>, E>) -> ExitCode {
+/// Prints a subcommand's lines, or its error, and picks the exit status:
+/// 2 for a usage error (`usage(e)`), 1 for any other.
+fn report<E: std::fmt::Display>(
+    result: Result<Vec<String>, E>,
+    usage: impl Fn(&E) -> bool,
+) -> ExitCode {
     match result {
         Ok(lines) => {
             for line in lines {
                 println!("{line}");
             }
             ExitCode::SUCCESS
+        }
+        Err(e) if usage(&e) => {
+            eprintln!("usage error: {e}");
+            ExitCode::from(EXIT_CONFIG)
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -200,11 +215,8 @@ fn report<E: std::fmt::Display>(result: Result<Vec<String>, E>) -> ExitCode {
     }
 }
 
-async fn dead_letters(
-    config: &Config,
-    action: DeadLetterAction,
-) -> Result<Vec<String>, outbox_relay::dead_letters::DeadLetterError> {
-    use outbox_relay::dead_letters::{ListFilter, RetryTarget, list, retry};
+async fn dead_letters(config: &Config, action: DeadLetterAction) -> ExitCode {
+    use outbox_relay::dead_letters::{DeadLetterError, ListFilter, RetryTarget, list, retry};
     match action {
         DeadLetterAction::List {
             reason,
@@ -220,7 +232,7 @@ async fn dead_letters(
                 include_retried,
                 limit,
             };
-            list(config, &filter).await
+            report(list(config, &filter).await, DeadLetterError::is_usage)
         }
         DeadLetterAction::Retry { ids, all } => {
             let target = if all {
@@ -228,7 +240,17 @@ async fn dead_letters(
             } else {
                 RetryTarget::Ids(ids)
             };
-            retry(config, target).await
+            match retry(config, target).await {
+                Ok(outcome) if !outcome.missing.is_empty() => {
+                    let missing: Vec<String> = outcome.missing.iter().map(i64::to_string).collect();
+                    for line in outcome.lines {
+                        println!("{line}");
+                    }
+                    eprintln!("error: no such dead letter: {}", missing.join(", "));
+                    ExitCode::FAILURE
+                }
+                result => report(result.map(|o| o.lines), DeadLetterError::is_usage),
+            }
         }
     }
 }
@@ -269,6 +291,8 @@ async fn run(config: Config) -> Result<(), RunError> {
         "starting"
     );
     prepare_metrics(&config);
+    // A panic the pipeline cannot catch still names the event it was on.
+    outbox_relay::crash_guard::install_panic_hook();
     let (trigger, shutdown) = shutdown::channel();
     // Register the handlers before anything slow, so an early SIGTERM counts.
     let signal = trigger.on_signal().map_err(RunError::Signals)?;

@@ -52,6 +52,11 @@ pub struct Metrics {
     pub dead_letters_pending: IntGauge,
     /// 1 while this relay holds the outbox's leader lock and publishes.
     pub leader: IntGauge,
+    /// 1 while the broker has blocked the relay's connection (RabbitMQ's
+    /// memory or disk alarm): connected, but publishes wait.
+    pub broker_blocked: IntGauge,
+    /// The broker's reason for the block, for `/readyz`.
+    broker_blocked_reason: std::sync::Mutex<Option<String>>,
 }
 
 /// Name prefix shared by every metric.
@@ -204,10 +209,16 @@ impl Metrics {
                 "1 while this relay holds the outbox's leader lock and publishes; 0 on standby.",
             ))
             .expect("metric"),
+            broker_blocked: IntGauge::with_opts(opts(
+                "broker_blocked",
+                "1 while the broker blocks the relay's connection (RabbitMQ memory or disk alarm).",
+            ))
+            .expect("metric"),
+            broker_blocked_reason: std::sync::Mutex::new(None),
         };
         // The replication slot gauges are registered by `prepare`, in
         // replication mode only: elsewhere there is no slot to report on.
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(m.events_published.clone()),
             Box::new(m.events_acknowledged.clone()),
             Box::new(m.publish_failures.clone()),
@@ -225,6 +236,7 @@ impl Metrics {
             Box::new(m.dead_letters.clone()),
             Box::new(m.dead_letters_pending.clone()),
             Box::new(m.leader.clone()),
+            Box::new(m.broker_blocked.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("unique metric names");
@@ -283,6 +295,24 @@ impl Metrics {
         self.connected
             .with_label_values(&[component.label()])
             .set(i64::from(up));
+    }
+
+    /// Records that the broker blocked the connection (with its reason) or
+    /// lifted the block (`None`).
+    pub fn set_broker_blocked(&self, reason: Option<&str>) {
+        self.broker_blocked.set(i64::from(reason.is_some()));
+        *self
+            .broker_blocked_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = reason.map(str::to_owned);
+    }
+
+    /// Why the broker blocks the connection, if it does.
+    pub fn broker_blocked(&self) -> Option<String> {
+        self.broker_blocked_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether a component's connection is up.

@@ -11,22 +11,31 @@
 //! `dead_letters.max_attempts` times, the last time alone, then recorded in
 //! the dead-letter table and treated as done, so the events behind it go on.
 //!
+//! A panic while publishing (a bug a row's data reached) is caught and
+//! treated like an event the broker refused (reason `panic`): the sink is
+//! reset, the batch retried from its first unconfirmed event, and the event
+//! that panics alone is dead-lettered after `max_attempts`. Deaths nothing
+//! can catch are the [`crate::crash_guard`]'s.
+//!
 //! Memory is bounded by the batch size: the next batch is claimed only
 //! after the broker confirmed the last one, so a slow broker slows reading.
 
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::classify::Disposition;
 use crate::config::{Config, RetryConfig};
+use crate::crash_guard::{self, CrashGuard, Verdict};
 use crate::dead_letters::{DeadLetter, DeadLetterError, DeadLetterStore};
 use crate::event::OutboxEvent;
 use crate::leader::Leadership;
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
-use crate::sink::{PublishFailure, Sink};
+use crate::sink::{PublishFailure, Sink, SinkError};
 use crate::source::{Source, SourceError};
 use crate::telemetry::SPAN_TARGET;
 
@@ -46,6 +55,8 @@ pub struct Pipeline<S, K> {
     pub max_attempts: u32,
     /// Checked before every publish: a relay that lost its lease stops.
     pub leadership: Leadership,
+    /// Dead-letters the event a previous start kept dying on.
+    pub crash_guard: CrashGuard,
     /// The event that failed last, and how many times in a row.
     failing: Option<(String, u32)>,
 }
@@ -81,6 +92,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
             dead_letters: DeadLetterStore::new(config),
             max_attempts: config.dead_letters.max_attempts,
             leadership,
+            crash_guard: CrashGuard::new(config),
             failing: None,
         }
     }
@@ -90,6 +102,13 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
     /// its rows stay unsent. Returns an error when the source or the
     /// dead-letter table is unusable, or leadership is lost.
     pub async fn run(&mut self) -> Result<(), PipelineError> {
+        let result = self.relay_all().await;
+        // Not dropped mid-batch and not dead: the next start owes us nothing.
+        self.crash_guard.finish().await;
+        result
+    }
+
+    async fn relay_all(&mut self) -> Result<(), PipelineError> {
         let mut limit = self.batch_size;
         let mut backoff = self.backoff();
         while !self.shutdown.is_requested() {
@@ -97,7 +116,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 self.source.release().await;
                 return Err(PipelineError::LostLeadership);
             }
-            let events = match self.source.claim(limit).await {
+            let events = match self.source.claim(self.crash_guard.limit(limit)).await {
                 Ok(events) => events,
                 Err(e) if e.is_fatal() => {
                     self.source.release().await;
@@ -133,7 +152,19 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 outbox.first_event_id = %events[0].id,
                 outbox.outcome = tracing::field::Empty,
             );
-            let outcome = self.relay_batch(&events).instrument(span.clone()).await;
+            let outcome = match self.crash_guard.check(&events).await {
+                Verdict::Publish => self.relay_batch(&events).instrument(span.clone()).await,
+                Verdict::FirstAlone => {
+                    self.relay_batch(&events[..1])
+                        .instrument(span.clone())
+                        .await
+                }
+                Verdict::Crashed { deaths } => {
+                    self.dead_letter_crashed(&events[0], deaths)
+                        .instrument(span.clone())
+                        .await
+                }
+            };
             span.record("outbox.outcome", outcome.label());
             drop(span);
             match outcome {
@@ -172,7 +203,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
             }
             let rest = &events[done..];
             let sent_at = Instant::now();
-            match self.sink.publish(rest).await {
+            match self.publish(rest).await {
                 Ok(()) => {
                     record_confirmed(label, rest, sent_at.elapsed());
                     done = events.len();
@@ -261,6 +292,69 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 Outcome::Done
             }
             (None, Err(_)) => Outcome::Retry,
+        }
+    }
+
+    /// Publishes `events`, turning a panic into a failure of the first one:
+    /// the sink is reset (its connection may be mid-message) and nothing
+    /// counts as confirmed.
+    async fn publish(&mut self, events: &[OutboxEvent]) -> Result<(), PublishFailure> {
+        crash_guard::publishing(events);
+        let sink = &mut self.sink;
+        let result = AssertUnwindSafe(async move {
+            crash_guard::inject_faults(events);
+            sink.publish(events).await
+        })
+        .catch_unwind()
+        .await;
+        crash_guard::published();
+        result.unwrap_or_else(|panic| {
+            self.sink.reset();
+            Err(PublishFailure {
+                confirmed: 0,
+                error: SinkError::Panicked {
+                    event_id: events[0].id.clone(),
+                    events: events.len(),
+                    message: crash_guard::panic_message(panic.as_ref()),
+                },
+            })
+        })
+    }
+
+    /// Dead-letters `event`, unpublished: the process died `deaths` times
+    /// publishing it alone.
+    async fn dead_letter_crashed(&mut self, event: &OutboxEvent, deaths: u32) -> Outcome {
+        let letter = DeadLetter {
+            event,
+            reason: crash_guard::CRASHED,
+            error: format!(
+                "the relay process died {deaths} time(s) in a row while publishing this event \
+                 alone (dead_letters.max_crashes = {})",
+                self.crash_guard.max_crashes()
+            ),
+            attempts: deaths,
+            sink: self.sink.label(),
+        };
+        // No copy to the dead-letter destination: publishing it is what
+        // killed the process.
+        match self.dead_letters.put(&letter).await {
+            Ok(()) => self.dead_lettered(&letter),
+            Err(e) if e.disposition() == Disposition::Stop => {
+                self.source.release().await;
+                return Outcome::Stop(PipelineError::DeadLetter(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, event_id = %event.id, "recording a dead letter failed; retrying");
+                self.source.release().await;
+                return Outcome::Retry;
+            }
+        }
+        match self.source.ack(1).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                self.ack_failed(&e);
+                Outcome::Retry
+            }
         }
     }
 

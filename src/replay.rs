@@ -34,6 +34,55 @@ pub enum ReplayError {
     Query(#[from] tokio_postgres::Error),
 }
 
+impl ReplayError {
+    /// Whether the command line was wrong, rather than the database.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ReplayError::Usage(_))
+    }
+}
+
+/// Checks `--from-id` and `--to-id` against the id column's type (with
+/// Postgres's own cast, so every type reads as it does in SQL) and that
+/// they make a range, before anything is written.
+async fn check_ids(
+    client: &tokio_postgres::Client,
+    range: &ReplayRange,
+    id_type: &str,
+) -> Result<(), ReplayError> {
+    for (flag, value) in [("--from-id", &range.from_id), ("--to-id", &range.to_id)] {
+        let Some(value) = value else { continue };
+        if let Err(e) = client
+            .query_one(&format!("SELECT $1::text::{id_type}"), &[value])
+            .await
+        {
+            let reason = e
+                .as_db_error()
+                .filter(|db| db.code().code().starts_with("22"))
+                .map(|db| db.message().to_owned());
+            return Err(match reason {
+                Some(reason) => ReplayError::Usage(format!(
+                    "{flag} `{value}` is not a valid id: the id column is {id_type} ({reason})"
+                )),
+                None => ReplayError::Query(e),
+            });
+        }
+    }
+    if let (Some(from), Some(to)) = (&range.from_id, &range.to_id) {
+        let row = client
+            .query_one(
+                &format!("SELECT $1::text::{id_type} > $2::text::{id_type}"),
+                &[from, to],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            return Err(ReplayError::Usage(format!(
+                "the range is empty: --from-id {from} is after --to-id {to}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Puts the sent events in `range` back in the stream; returns how many.
 pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayError> {
     if range.from_id.is_none() && range.to_id.is_none() && range.since.is_none() {
@@ -52,12 +101,18 @@ pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayE
             "--since needs outbox.columns.created_at".into(),
         ));
     }
-    let since = range.since.as_deref().map(since_timestamp);
+    let since = range
+        .since
+        .as_deref()
+        .map(since_timestamp)
+        .transpose()
+        .map_err(ReplayError::Usage)?;
 
     let mut client = crate::postgres::connect(&config.postgres, "replay", None).await?;
     let schema = OutboxSchema::load(&client, &config.outbox).await?;
     let id = quote_ident(&c.id);
     let id_type = &schema.id_type;
+    check_ids(&client, range, id_type).await?;
     let mut conditions = vec![
         format!("($1::text IS NULL OR o.{id} >= $1::text::{id_type})"),
         format!("($2::text IS NULL OR o.{id} <= $2::text::{id_type})"),

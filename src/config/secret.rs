@@ -39,39 +39,107 @@ impl fmt::Display for SecretUrl {
     }
 }
 
-/// Masks the password of a URL (`scheme://user:pw@host`) or of a libpq
-/// key=value string (`password=pw`). Text that is neither is masked whole if it
-/// mentions a password at all, to fail safe.
+/// Masks every secret in a connection string: the password of a URL's
+/// user info (`scheme://user:pw@host`), URL query parameters that carry a
+/// secret (`?password=pw`, `&sslpassword=pw`), and the same keys of a libpq
+/// key=value string (`password=pw`, `password = 'p w'`). Works for any
+/// scheme (postgres, amqp, kafka). Text that is neither is masked whole if
+/// it mentions a password at all, to fail safe.
 pub fn redact(text: &str) -> String {
     if text.contains("://") {
-        if let Ok(mut url) = url::Url::parse(text) {
-            if url.password().is_some() {
-                // Only fails for URLs that cannot have a password.
-                let _ = url.set_password(Some("***"));
-            }
-            return url.to_string();
-        }
-        return "<unparseable url>".into();
+        return match url::Url::parse(text) {
+            Ok(url) => redact_url(url),
+            Err(_) => "<unparseable url>".into(),
+        };
     }
-    let mut out = Vec::new();
-    let mut words = text.split_whitespace();
-    while let Some(word) = words.next() {
-        match word.split_once('=') {
-            Some((key, value)) if key.trim() == "password" => {
-                // A quoted password may contain spaces: skip to its closing quote.
-                if value.starts_with('\'') && !(value.len() > 1 && value.ends_with('\'')) {
-                    for rest in words.by_ref() {
-                        if rest.ends_with('\'') {
-                            break;
-                        }
-                    }
+    match redact_key_values(text) {
+        Some(masked) => masked,
+        None if text.to_ascii_lowercase().contains("password") => {
+            "<unparseable; has a password>".into()
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// Whether a connection parameter named `key` holds a secret: libpq's
+/// `password` and `sslpassword`, and anything else named like one.
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passwd", "pwd", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+const MASK: &str = "***";
+
+fn redact_url(mut url: url::Url) -> String {
+    if url.password().is_some() {
+        // Only fails for URLs that cannot have a password.
+        let _ = url.set_password(Some(MASK));
+    }
+    if let Some(query) = url.query() {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                let decoded = url::form_urlencoded::parse(key.as_bytes())
+                    .next()
+                    .map(|(k, _)| k.into_owned())
+                    .unwrap_or_default();
+                if is_secret(&decoded) {
+                    format!("{key}={MASK}")
+                } else {
+                    pair.to_owned()
                 }
-                out.push("password=***".to_string());
-            }
-            _ => out.push(word.to_string()),
+            })
+            .collect();
+        url.set_query(Some(&masked.join("&")));
+    }
+    url.to_string()
+}
+
+/// A libpq key=value string with secret values masked; `None` if it does
+/// not parse (an unterminated quote, a key without `=`).
+fn redact_key_values(text: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return None;
+        }
+        rest = rest[eq + 1..].trim_start();
+        let (value, after) = if let Some(quoted) = rest.strip_prefix('\'') {
+            let end = closing_quote(quoted)?;
+            (&rest[..end + 2], &quoted[end + 1..])
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        out.push(if is_secret(key) {
+            format!("{key}={MASK}")
+        } else {
+            format!("{key}={value}")
+        });
+        rest = after.trim_start();
+    }
+    Some(out.join(" "))
+}
+
+/// The index in `quoted` (the text after an opening quote) of the closing
+/// quote; a backslash escapes the character after it.
+fn closing_quote(quoted: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in quoted.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '\'' => return Some(i),
+            _ => {}
         }
     }
-    out.join(" ")
+    None
 }
 
 #[cfg(test)]
@@ -103,6 +171,56 @@ mod tests {
         assert_eq!(
             redact("host=db password='a b c' dbname=x"),
             "host=db password=*** dbname=x"
+        );
+        assert_eq!(
+            redact("host=db password = pw dbname=x"),
+            "host=db password=*** dbname=x"
+        );
+        assert_eq!(
+            redact(r"password='it\'s a secret' host=db sslpassword=k"),
+            "password=*** host=db sslpassword=***"
+        );
+    }
+
+    #[test]
+    fn masks_query_parameter_passwords() {
+        assert_eq!(
+            redact("postgres://app@db/outbox?password=pw&sslmode=require"),
+            "postgres://app@db/outbox?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql:///outbox?host=/run/pg&sslpassword=k&PassWord=pw"),
+            "postgresql:///outbox?host=/run/pg&sslpassword=***&PassWord=***"
+        );
+        assert_eq!(
+            redact("postgres://db/outbox?pass%77ord=pw"),
+            "postgres://db/outbox?pass%77ord=***"
+        );
+        assert_eq!(
+            redact("postgres://app:pw@db/outbox?password=other"),
+            "postgres://app:***@db/outbox?password=***"
+        );
+    }
+
+    #[test]
+    fn masks_amqp_and_kafka_urls() {
+        assert_eq!(
+            redact("amqps://relay:pw@mq/%2f?password=pw&heartbeat=10"),
+            "amqps://relay:***@mq/%2f?password=***&heartbeat=10"
+        );
+        assert_eq!(
+            redact("kafka://relay:pw@broker:9092?sasl.password=pw"),
+            "kafka://relay:***@broker:9092?sasl.password=***"
+        );
+        assert_eq!(redact("127.0.0.1:9092,b2:9092"), "127.0.0.1:9092,b2:9092");
+    }
+
+    #[test]
+    fn fails_safe_on_text_it_cannot_read() {
+        assert_eq!(redact("postgres://[bad"), "<unparseable url>");
+        assert_eq!(
+            redact("host=db password='unterminated"),
+            "<unparseable; has a password>"
         );
     }
 }

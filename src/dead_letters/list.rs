@@ -35,6 +35,12 @@ const ERROR_WIDTH: usize = 80;
 
 /// The letters matching `filter`, as aligned text lines (a heading first).
 pub async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<String>, DeadLetterError> {
+    let since = filter
+        .since
+        .as_deref()
+        .map(crate::since::since_timestamp)
+        .transpose()
+        .map_err(DeadLetterError::Usage)?;
     let table = table_name(config).map_err(DeadLetterError::Config)?;
     let query = |error| DeadLetterError::Query {
         table: table.to_string(),
@@ -58,7 +64,7 @@ pub async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<String>, D
             &[
                 &filter.reason,
                 &filter.aggregate_type,
-                &filter.since.as_deref().map(crate::since::since_timestamp),
+                &since,
                 &filter.include_retried,
                 &filter.limit,
             ],

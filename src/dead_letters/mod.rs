@@ -8,7 +8,7 @@ mod retry;
 mod store;
 
 pub use list::{ListFilter, list};
-pub use retry::{RetryTarget, retry};
+pub use retry::{RetryOutcome, RetryTarget, retry};
 pub use store::{DeadLetter, DeadLetterStore};
 
 use crate::config::Config;
@@ -37,6 +37,9 @@ pub enum DeadLetterError {
     Schema(#[from] SchemaError),
     #[error("{0}")]
     Config(String),
+    /// A command-line argument that cannot mean anything (exit status 2).
+    #[error("{0}")]
+    Usage(String),
     #[error("dead-letter table {table}: {}{}", crate::postgres::describe(.error), hint(.error))]
     Query {
         table: String,
@@ -52,9 +55,18 @@ impl DeadLetterError {
         match self {
             DeadLetterError::Connect(_) => Disposition::Retry,
             DeadLetterError::Schema(SchemaError::Query(e)) => postgres::classify(e),
-            DeadLetterError::Schema(_) | DeadLetterError::Config(_) => Disposition::Stop,
+            DeadLetterError::Schema(_) | DeadLetterError::Config(_) | DeadLetterError::Usage(_) => {
+                Disposition::Stop
+            }
             DeadLetterError::Query { error, .. } => postgres::classify(error),
         }
+    }
+}
+
+impl DeadLetterError {
+    /// Whether the command line was wrong, rather than the database.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, DeadLetterError::Usage(_))
     }
 }
 

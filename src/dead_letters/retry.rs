@@ -17,9 +17,18 @@ pub enum RetryTarget {
     All,
 }
 
-/// Retries the letters and returns one line per letter saying what
-/// happened to it.
-pub async fn retry(config: &Config, target: RetryTarget) -> Result<Vec<String>, DeadLetterError> {
+/// What `retry` did.
+#[derive(Debug, Clone, Default)]
+pub struct RetryOutcome {
+    /// One line per letter saying what happened to it.
+    pub lines: Vec<String>,
+    /// Ids asked for that are not in the table: the command then fails.
+    pub missing: Vec<i64>,
+}
+
+/// Retries the letters; the ids that do not exist are reported, and the
+/// others retried all the same.
+pub async fn retry(config: &Config, target: RetryTarget) -> Result<RetryOutcome, DeadLetterError> {
     let table = table_name(config).map_err(DeadLetterError::Config)?;
     let query = |error| DeadLetterError::Query {
         table: table.to_string(),
@@ -47,6 +56,7 @@ pub async fn retry(config: &Config, target: RetryTarget) -> Result<Vec<String>, 
         .map_err(query)?;
 
     let mut report = Vec::new();
+    let mut missing = Vec::new();
     let mut ready = Vec::new();
     for row in &letters {
         let (id, event_id): (i64, String) = (row.get(0), row.get(1));
@@ -67,6 +77,7 @@ pub async fn retry(config: &Config, target: RetryTarget) -> Result<Vec<String>, 
         for id in wanted {
             if !letters.iter().any(|r| r.get::<_, i64>(0) == *id) {
                 report.push(format!("dead letter {id}: no such dead letter"));
+                missing.push(*id);
             }
         }
     }
@@ -75,7 +86,10 @@ pub async fn retry(config: &Config, target: RetryTarget) -> Result<Vec<String>, 
         if report.is_empty() {
             report.push("no dead letters to retry".into());
         }
-        return Ok(report);
+        return Ok(RetryOutcome {
+            lines: report,
+            missing,
+        });
     }
 
     let ready_ids: Vec<i64> = ready.iter().map(|(id, _)| *id).collect();
@@ -89,7 +103,10 @@ pub async fn retry(config: &Config, target: RetryTarget) -> Result<Vec<String>, 
             schema.table
         ));
     }
-    Ok(report)
+    Ok(RetryOutcome {
+        lines: report,
+        missing,
+    })
 }
 
 async fn requeue(

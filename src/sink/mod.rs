@@ -55,11 +55,17 @@ pub trait Sink {
         let _ = (event, reason, error);
         async { Ok(()) }
     }
+
+    /// Forgets the connection or producer, so the next publish starts on a
+    /// fresh one: called after a panic inside [`Sink::publish`] left it in
+    /// an unknown state (a message half-sent, confirmations untracked).
+    fn reset(&mut self) {}
 }
 
 /// Every dead-letter reason a sink of `kind` can record: what
 /// [`crate::classify::amqp::reason`] and [`crate::classify::kafka::reason`]
-/// return, and the [`EventError::REASONS`] its message builder can give.
+/// return, the [`EventError::REASONS`] its message builder can give, and
+/// the pipeline's own `panic` and `crashed` (see [`crate::crash_guard`]).
 pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
     match kind {
         SinkKind::Rabbitmq => &[
@@ -72,6 +78,8 @@ pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
             "access_refused",
             "precondition_failed",
             "rejected",
+            "panic",
+            "crashed",
         ],
         SinkKind::Kafka => &[
             "oversized",
@@ -85,8 +93,10 @@ pub fn dead_letter_reasons(kind: SinkKind) -> &'static [&'static str] {
             "invalid_timestamp",
             "invalid_record",
             "rejected",
+            "panic",
+            "crashed",
         ],
-        SinkKind::Stdout => &["oversized", "too_long", "invalid"],
+        SinkKind::Stdout => &["oversized", "too_long", "invalid", "panic", "crashed"],
     }
 }
 
@@ -140,6 +150,16 @@ pub enum SinkError {
     },
     #[error("writing: {0}")]
     Io(#[from] std::io::Error),
+    /// Building or sending a message panicked: a bug that this event's data
+    /// reached. Treated as this event's fault, so it is dead-lettered after
+    /// `max_attempts` (alone) instead of killing the process.
+    #[error("publishing {events} event(s) from {event_id} panicked: {message}")]
+    Panicked {
+        /// The first event of the batch that panicked.
+        event_id: String,
+        events: usize,
+        message: String,
+    },
 }
 
 impl SinkError {
@@ -152,6 +172,7 @@ impl SinkError {
         "unroutable",
         "rejected",
         "io",
+        "panic",
     ];
 
     /// The `reason` label of `outbox_relay_publish_failures_total`.
@@ -164,13 +185,16 @@ impl SinkError {
             SinkError::Unroutable { .. } => "unroutable",
             SinkError::Rejected { .. } => "rejected",
             SinkError::Io(_) => "io",
+            SinkError::Panicked { .. } => "panic",
         }
     }
 
     /// What the pipeline does about it; see [`crate::classify`].
     pub fn disposition(&self) -> Disposition {
         match self {
-            SinkError::Rejected { .. } | SinkError::Unroutable { .. } => Disposition::DeadLetter,
+            SinkError::Rejected { .. }
+            | SinkError::Unroutable { .. }
+            | SinkError::Panicked { .. } => Disposition::DeadLetter,
             _ => Disposition::Retry,
         }
     }
@@ -211,6 +235,11 @@ mod tests {
                 detail: String::new(),
             },
             SinkError::Io(std::io::Error::other("test")),
+            SinkError::Panicked {
+                event_id: "1".into(),
+                events: 1,
+                message: String::new(),
+            },
         ];
         let reasons: Vec<&str> = errors.iter().map(SinkError::reason).collect();
         assert_eq!(reasons, SinkError::REASONS);

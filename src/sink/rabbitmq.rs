@@ -40,6 +40,9 @@ struct Link {
     channel: Channel,
     /// Exchanges declared on this connection (with `declare_exchange`).
     declared: HashSet<String>,
+    /// Follows the broker's `connection.blocked`/`unblocked` (a memory or
+    /// disk alarm) into the metrics and `/readyz`.
+    alarms: tokio::task::JoinHandle<()>,
 }
 
 impl Link {
@@ -110,10 +113,12 @@ impl RabbitMqSink {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| SinkError::Connect(format!("enabling publisher confirms: {e}")))?;
+        let alarms = tokio::spawn(watch_alarms(connection.events_listener()));
         Ok(Link {
             connection,
             channel,
             declared: HashSet::new(),
+            alarms,
         })
     }
 
@@ -152,6 +157,8 @@ impl RabbitMqSink {
     fn drop_link(&mut self) {
         if let Some(link) = self.link.take() {
             metrics().set_connected(Component::Broker, false);
+            link.alarms.abort();
+            metrics().set_broker_blocked(None);
             tokio::spawn(async move {
                 let close = link.connection.close(0, "reconnecting".into());
                 let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
@@ -373,6 +380,10 @@ impl Sink for RabbitMqSink {
         self.publish_all(events).await
     }
 
+    fn reset(&mut self) {
+        self.drop_link();
+    }
+
     async fn publish_dead_letter(
         &mut self,
         event: &OutboxEvent,
@@ -420,6 +431,27 @@ impl Sink for RabbitMqSink {
             }
         }
     }
+}
+
+/// Mirrors RabbitMQ's blocking of the connection (publishes wait while a
+/// memory or disk alarm lasts) into the metrics, until the connection ends.
+async fn watch_alarms(events: impl futures_util::Stream<Item = lapin::Event>) {
+    use futures_util::StreamExt;
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            lapin::Event::ConnectionBlocked(reason) => {
+                tracing::warn!(%reason, "rabbitmq blocked the connection: publishing waits until the alarm clears");
+                metrics().set_broker_blocked(Some(&reason));
+            }
+            lapin::Event::ConnectionUnblocked => {
+                tracing::info!("rabbitmq unblocked the connection");
+                metrics().set_broker_blocked(None);
+            }
+            _ => {}
+        }
+    }
+    metrics().set_broker_blocked(None);
 }
 
 fn exchange_kind(name: &str) -> ExchangeKind {

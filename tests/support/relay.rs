@@ -16,6 +16,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_outbox-relay");
 /// A config file: `(section, key, value)` entries, value as TOML text.
 pub struct RelayConfig {
     entries: Vec<(String, String, String)>,
+    /// Environment variables every process started from this config gets.
+    env: Vec<(String, String)>,
     pub port: u16,
     dir: tempfile::TempDir,
 }
@@ -27,6 +29,7 @@ impl RelayConfig {
         let port = free_port();
         let mut config = RelayConfig {
             entries: Vec::new(),
+            env: Vec::new(),
             port,
             dir: tempfile::tempdir().expect("temp dir"),
         };
@@ -59,6 +62,25 @@ impl RelayConfig {
         self.entries
             .push((section.to_owned(), key.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Sets an environment variable for the processes started from now on
+    /// (the debug build's fault injection, for one).
+    pub fn env(&mut self, name: &str, value: &str) -> &mut Self {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs a subcommand with arguments, whatever its outcome.
+    pub fn output(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(self.write())
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .output()
+            .expect("running outbox-relay")
     }
 
     /// Writes the file and returns its path.
@@ -157,6 +179,7 @@ impl Relay {
             .arg("--config")
             .arg(config.write())
             .arg("run")
+            .envs(config.env.iter().cloned())
             .stdout(stdout)
             .stderr(stderr)
             .spawn()

@@ -280,6 +280,10 @@ impl Sink for KafkaSink {
         self.publish_all(events).await
     }
 
+    fn reset(&mut self) {
+        self.reset_producer();
+    }
+
     async fn publish_dead_letter(
         &mut self,
         event: &OutboxEvent,
