@@ -443,7 +443,7 @@ mod properties {
     const TAGS: &[u8] = b"BCORYIUDTM";
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(1000))]
 
         #[test]
         fn any_bytes_decode_to_a_result(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -462,7 +462,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(500))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn well_formed_messages_decode_and_every_prefix_is_an_error(message in message()) {
@@ -486,6 +486,11 @@ mod properties {
             bytes[i] = byte;
             let _ = decode(&bytes);
         }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
         fn any_relation_and_row_make_an_event_or_an_error(
