@@ -3,7 +3,8 @@
 //! cannot see yet. The mark must wait for it rather than find nothing and
 //! move on (which would leave a delivered row unsent forever). Here the
 //! gap is made long on purpose: the row is still uncommitted when the mark
-//! starts, and commits 300 ms later.
+//! starts, and commits 300 ms later. A row that is gone (its transaction
+//! long finished) is reported at once, without waiting out the deadline.
 
 mod support;
 
@@ -31,6 +32,13 @@ async fn a_mark_waits_for_rows_to_become_visible() {
 
     let writer = db.client().await;
     writer.batch_execute("BEGIN").await.expect("begin");
+    let xid: u32 = writer
+        .query_one("SELECT pg_current_xact_id()::xid::text::bigint", &[])
+        .await
+        .expect("xid")
+        .get::<_, i64>(0)
+        .try_into()
+        .expect("32-bit xid");
     let id: i64 = writer
         .query_one(
             "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) \
@@ -47,7 +55,7 @@ async fn a_mark_waits_for_rows_to_become_visible() {
         writer.batch_execute("COMMIT").await.expect("commit");
     });
 
-    let missing = mark_when_visible(&marker, &mark, insert, Duration::from_secs(5))
+    let missing = mark_when_visible(&marker, &mark, insert, &[xid], Duration::from_secs(5))
         .await
         .expect("mark");
     commit_later.await.expect("writer task");
@@ -59,11 +67,44 @@ async fn a_mark_waits_for_rows_to_become_visible() {
         .get(0);
     assert_eq!(unsent, 0, "the row committed late must still be marked");
 
-    // A row that never appears is reported after the deadline, not waited
-    // for forever.
+    // A row that never appears, from a transaction that has finished, is
+    // reported at once rather than after the deadline.
     let ghost = vec![(id + 1000).to_string()];
-    let missing = mark_when_visible(&marker, &mark, ghost.clone(), Duration::from_millis(50))
-        .await
-        .expect("mark");
+    let started = std::time::Instant::now();
+    let missing = mark_when_visible(
+        &marker,
+        &mark,
+        ghost.clone(),
+        &[xid],
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("mark");
     assert_eq!(missing, ghost);
+    println!("a gone row was reported after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a gone row costs no wait"
+    );
+
+    // A writer that never commits is waited for only until the deadline.
+    let stuck = db.client().await;
+    stuck.batch_execute("BEGIN").await.expect("begin");
+    let stuck_xid: u32 = stuck
+        .query_one("SELECT pg_current_xact_id()::xid::text::bigint", &[])
+        .await
+        .expect("xid")
+        .get::<_, i64>(0)
+        .try_into()
+        .expect("32-bit xid");
+    let missing = mark_when_visible(
+        &marker,
+        &mark,
+        ghost.clone(),
+        &[stuck_xid],
+        Duration::from_millis(200),
+    )
+    .await
+    .expect("mark");
+    assert_eq!(missing, ghost, "reported after the deadline");
 }

@@ -85,13 +85,28 @@ pub enum SourceError {
     /// relay created it): continuing could skip events, so the relay stops.
     #[error("replication slot: {0}")]
     SlotUnusable(String),
+    /// A stream message the pgoutput decoder cannot read. The slot sends
+    /// the same bytes again after every reconnect, so the relay stops and
+    /// names the position instead of looping (or skipping what it holds).
+    #[error(
+        "replication: undecodable pgoutput message at LSN {lsn} (kind {kind:?}, {len} bytes): {error}; \
+         stopping rather than skipping it (events after it stay unsent until the relay can read it)"
+    )]
+    Undecodable {
+        lsn: String,
+        kind: char,
+        len: usize,
+        error: String,
+    },
 }
 
 impl SourceError {
     /// Errors retrying cannot fix and that must stop the relay loudly.
     pub fn is_fatal(&self) -> bool {
         match self {
-            SourceError::Schema(_) | SourceError::SlotUnusable(_) => true,
+            SourceError::Schema(_)
+            | SourceError::SlotUnusable(_)
+            | SourceError::Undecodable { .. } => true,
             SourceError::Claim(e)
             | SourceError::Ack(e)
             | SourceError::Connect(ConnectError::Postgres(e)) => {
@@ -111,6 +126,7 @@ impl SourceError {
         "replication",
         "slot_unusable",
         "slot_in_use",
+        "undecodable",
     ];
 
     /// The `reason` label of `outbox_relay_source_errors_total`.
@@ -124,6 +140,7 @@ impl SourceError {
             SourceError::Replication(_) => "replication",
             SourceError::SlotUnusable(_) => "slot_unusable",
             SourceError::SlotInUse(_) => "slot_in_use",
+            SourceError::Undecodable { .. } => "undecodable",
         }
     }
 }

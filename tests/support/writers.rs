@@ -107,3 +107,31 @@ async fn insert(
         .await?;
     Ok(row.get(0))
 }
+
+/// Writes `rows` events in one transaction (one INSERT), spread round-robin
+/// over `aggregates` aggregates; returns them in id (= commit) order.
+pub async fn one_transaction(url: &str, rows: usize, aggregates: usize) -> Vec<Written> {
+    let Some(client) = connect(url).await else {
+        panic!("connecting to {url}");
+    };
+    let count = i64::try_from(rows).expect("row count");
+    let spread = i64::try_from(aggregates).expect("aggregate count");
+    let inserted = client
+        .query(
+            "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) \
+             SELECT 'order', 'big-a' || (g % $2::int8), 'created', jsonb_build_object('seq', g) \
+             FROM generate_series(1, $1::int8) AS g RETURNING id, aggregate_id",
+            &[&count, &spread],
+        )
+        .await
+        .expect("one big transaction");
+    let mut written: Vec<(i64, String)> = inserted.iter().map(|r| (r.get(0), r.get(1))).collect();
+    written.sort();
+    written
+        .into_iter()
+        .map(|(id, aggregate_id)| Written {
+            id: id.to_string(),
+            aggregate_id,
+        })
+        .collect()
+}

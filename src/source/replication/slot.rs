@@ -20,14 +20,29 @@ pub struct SlotState {
     /// Rows written before the slot existed still to publish: `Some("")`
     /// for all unsent rows, `Some(id)` for unsent rows with ids up to `id`.
     pub catch_up: Option<String>,
+    /// How far the last run got inside the transaction after `confirmed`.
+    pub partial: Option<Partial>,
+}
+
+/// Progress inside a transaction whose events are not all confirmed: the
+/// slot can only resume before it, so after a restart it is streamed again
+/// from its start, and its first `confirmed` events (in stream order, which
+/// a replay repeats) are known published. `final_lsn` and `xid` (from its
+/// Begin message) tell the same transaction when it comes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    pub final_lsn: Lsn,
+    pub xid: u32,
+    pub confirmed: u64,
 }
 
 /// Id types whose order is the order rows were written in (sequences), so
 /// that "ids up to the last one before the slot" is exactly the backlog.
 const SEQUENTIAL_IDS: &[&str] = &["bigint", "integer", "smallint"];
 
-/// The relay's own record of its slots: name, pending catch-up, and the
-/// newest position whose events are confirmed and marked.
+/// The relay's own record of its slots: name, pending catch-up, the newest
+/// position whose events are confirmed and marked, and the [`Partial`]
+/// progress inside the transaction after it.
 fn state_table(table: &TableName) -> String {
     format!(
         "{}.outbox_relay_slots",
@@ -42,7 +57,10 @@ async fn ensure_state_table(client: &Client, table: &TableName) -> Result<(), So
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {state} (slot text PRIMARY KEY, \
              catch_up_until text, created_at timestamptz NOT NULL DEFAULT now()); \
-             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS confirmed_lsn text"
+             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS confirmed_lsn text; \
+             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS txn_final_lsn text; \
+             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS txn_xid bigint; \
+             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS txn_confirmed bigint"
         ))
         .await
         .map_err(SourceError::Claim)
@@ -115,7 +133,8 @@ pub async fn prepare(
     let recorded = client
         .query_opt(
             &format!(
-                "SELECT catch_up_until, created_at::text, confirmed_lsn FROM {state} WHERE slot = $1"
+                "SELECT catch_up_until, created_at::text, confirmed_lsn, \
+                 txn_final_lsn, txn_xid, txn_confirmed FROM {state} WHERE slot = $1"
             ),
             &[&settings.slot],
         )
@@ -146,11 +165,12 @@ pub async fn prepare(
             if active {
                 return Err(SourceError::SlotInUse(name.to_owned()));
             }
-            let (catch_up, marked) = match recorded {
+            let (catch_up, marked, partial) = match recorded {
                 Some(r) => (
                     r.get::<_, Option<String>>(0),
                     r.get::<_, Option<String>>(2)
                         .and_then(|l| l.parse::<Lsn>().ok()),
+                    partial(&r),
                 ),
                 None => {
                     // A slot made outside the relay: adopt it as it is.
@@ -158,7 +178,7 @@ pub async fn prepare(
                         .execute(&format!("INSERT INTO {state} (slot) VALUES ($1)"), &[name])
                         .await
                         .map_err(db)?;
-                    (None, None)
+                    (None, None, None)
                 }
             };
             let lsn: Option<String> = row.get(2);
@@ -169,6 +189,7 @@ pub async fn prepare(
             Ok(SlotState {
                 confirmed: slot_lsn.max(marked.unwrap_or_default()),
                 catch_up,
+                partial,
             })
         }
         (None, Some(recorded)) => {
@@ -266,23 +287,42 @@ async fn create(
     Ok(SlotState {
         confirmed,
         catch_up,
+        partial: None,
     })
 }
 
-/// Records the newest position whose events are all confirmed and marked.
+/// The recorded [`Partial`] of a state row, if it has a whole one.
+fn partial(row: &tokio_postgres::Row) -> Option<Partial> {
+    let final_lsn = row.get::<_, Option<String>>(3)?.parse().ok()?;
+    let xid = u32::try_from(row.get::<_, Option<i64>>(4)?).ok()?;
+    let confirmed = u64::try_from(row.get::<_, Option<i64>>(5)?).ok()?;
+    Some(Partial {
+        final_lsn,
+        xid,
+        confirmed,
+    })
+}
+
+/// Records the newest position whose events are all confirmed and marked,
+/// and how far the relay got inside the transaction after it.
 pub async fn record_confirmed(
     client: &Client,
     table: &TableName,
     slot: &str,
     lsn: Lsn,
+    partial: Option<Partial>,
 ) -> Result<(), SourceError> {
+    let final_lsn = partial.map(|p| p.final_lsn.to_string());
+    let xid = partial.map(|p| i64::from(p.xid));
+    let confirmed = partial.map(|p| i64::try_from(p.confirmed).unwrap_or(i64::MAX));
     client
         .execute(
             &format!(
-                "UPDATE {} SET confirmed_lsn = $2 WHERE slot = $1",
+                "UPDATE {} SET confirmed_lsn = $2, txn_final_lsn = $3, txn_xid = $4, \
+                 txn_confirmed = $5 WHERE slot = $1",
                 state_table(table)
             ),
-            &[&slot, &lsn.to_string()],
+            &[&slot, &lsn.to_string(), &final_lsn, &xid, &confirmed],
         )
         .await
         .map_err(SourceError::Ack)?;

@@ -11,7 +11,7 @@ use tokio_postgres::{Client, Statement};
 use super::connection::{ReplicationConnection, ReplicationError, StreamMessage};
 use super::mapping::{RowMapping, from_pg_micros, message_event};
 use super::pgoutput::{Lsn, PgOutput, decode};
-use super::slot;
+use super::slot::{self, Partial};
 use crate::config::{
     ColumnsConfig, Config, MarkMode, OutboxConfig, PostgresConfig, ReplicationConfig,
 };
@@ -21,9 +21,13 @@ use crate::outbox::{OutboxSchema, OutboxSql, TableName, mark_when_visible, quote
 use crate::postgres;
 use crate::source::{Source, SourceError};
 
-/// How long a mark waits for streamed rows to become visible (normally
-/// microseconds; see [`mark_when_visible`]).
-const VISIBILITY_WAIT: Duration = Duration::from_secs(5);
+/// The longest a mark waits for streamed rows whose transaction is still
+/// finishing its commit (normally microseconds; see [`mark_when_visible`]).
+/// Rows that are gone cost no wait: only a safety net.
+const VISIBILITY_WAIT: Duration = Duration::from_secs(30);
+
+/// Ids named in the warning about rows not found; the rest are counted.
+const MISSING_SHOWN: usize = 5;
 
 /// An event and the transaction it belongs to.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ struct Pending {
     row: bool,
     /// Sequence number of its transaction in this session.
     txn: u64,
+    /// The transaction's xid (0 outside any).
+    xid: u32,
 }
 
 /// A transaction whose events are not all confirmed yet. The slot may move
@@ -43,6 +49,36 @@ struct TxnProgress {
     unconfirmed: usize,
     /// Known once its Commit arrived.
     end: Option<Lsn>,
+    /// Its identity across sessions (from Begin): see [`Partial`].
+    final_lsn: Lsn,
+    xid: u32,
+    /// Its events confirmed so far, counting those skipped below.
+    confirmed: u64,
+    /// Its first events still to skip: confirmed before a restart.
+    skip: u64,
+}
+
+impl TxnProgress {
+    fn new(id: u64, final_lsn: Lsn, xid: u32) -> Self {
+        TxnProgress {
+            id,
+            unconfirmed: 0,
+            end: None,
+            final_lsn,
+            xid,
+            confirmed: 0,
+            skip: 0,
+        }
+    }
+
+    /// Its progress, if some but not all of it is done with.
+    fn partial(&self) -> Option<Partial> {
+        (self.confirmed > 0).then_some(Partial {
+            final_lsn: self.final_lsn,
+            xid: self.xid,
+            confirmed: self.confirmed,
+        })
+    }
 }
 
 /// Reads the outbox through logical replication.
@@ -54,8 +90,8 @@ pub struct ReplicationSource {
     stream: Option<ReplicationConnection>,
     marks: Option<(Client, Statement)>,
     mappings: HashMap<u32, RowMapping>,
-    /// The transaction being streamed: commit time and sequence number.
-    open: Option<(SystemTime, u64)>,
+    /// The transaction being streamed: commit time, sequence number, xid.
+    open: Option<(SystemTime, u64, u32)>,
     /// Transactions with events in flight, oldest first.
     txns: VecDeque<TxnProgress>,
     next_txn: u64,
@@ -70,6 +106,11 @@ pub struct ReplicationSource {
     /// Prepared (slot checked) but not yet streaming.
     prepared: bool,
     catch_up: Option<String>,
+    /// Recorded progress inside the first transaction the stream resends.
+    resume: Option<Partial>,
+    /// An error found while waiting that retrying cannot fix, for the next
+    /// claim to report (a wait has no way to).
+    fatal: Option<SourceError>,
 }
 
 impl ReplicationSource {
@@ -94,6 +135,8 @@ impl ReplicationSource {
             ever_connected: false,
             prepared: false,
             catch_up: None,
+            resume: None,
+            fatal: None,
         })
     }
 
@@ -125,6 +168,7 @@ impl ReplicationSource {
         .await?;
         self.confirmed = state.confirmed;
         self.received = state.confirmed;
+        self.resume = state.partial;
         // Without marks nothing tells which older rows were already sent:
         // with mark = none the stream starts at the slot.
         self.catch_up = state
@@ -194,8 +238,13 @@ impl ReplicationSource {
                 self.received = self.received.max(end);
                 Ok(reply_requested)
             }
-            StreamMessage::XLogData { data, .. } => {
-                let message = decode(&data).map_err(|e| SourceError::Replication(e.to_string()))?;
+            StreamMessage::XLogData { start, data, .. } => {
+                let message = decode(&data).map_err(|e| SourceError::Undecodable {
+                    lsn: start.to_string(),
+                    kind: data.first().map_or('?', |&b| char::from(b)),
+                    len: data.len(),
+                    error: e.to_string(),
+                })?;
                 self.apply(message)?;
                 Ok(false)
             }
@@ -207,15 +256,28 @@ impl ReplicationSource {
     /// waiting); the slot still moves only at commit boundaries.
     fn apply(&mut self, message: PgOutput) -> Result<(), SourceError> {
         match message {
-            PgOutput::Begin { commit_time, .. } => {
+            PgOutput::Begin {
+                final_lsn,
+                commit_time,
+                xid,
+            } => {
                 let id = self.next_txn;
                 self.next_txn += 1;
-                self.open = Some((from_pg_micros(commit_time), id));
-                self.txns.push_back(TxnProgress {
-                    id,
-                    unconfirmed: 0,
-                    end: None,
-                });
+                self.open = Some((from_pg_micros(commit_time), id, xid));
+                let mut progress = TxnProgress::new(id, final_lsn, xid);
+                if let Some(resume) = self
+                    .resume
+                    .filter(|r| r.final_lsn == final_lsn && r.xid == xid)
+                {
+                    progress.skip = resume.confirmed;
+                    tracing::info!(
+                        xid,
+                        final_lsn = %final_lsn,
+                        skipped = resume.confirmed,
+                        "transaction streamed again from its start: skipping its events already confirmed before the restart"
+                    );
+                }
+                self.txns.push_back(progress);
             }
             PgOutput::Relation(relation) => {
                 let ours = relation.name == self.table.name
@@ -231,11 +293,11 @@ impl ReplicationSource {
                 }
             }
             PgOutput::Insert { relation, new } => {
-                if let (Some(mapping), Some((commit_time, txn))) =
+                if let (Some(mapping), Some((commit_time, txn, xid))) =
                     (self.mappings.get(&relation), self.open)
                 {
                     let event = mapping.event(&new, commit_time);
-                    self.push(event, true, txn);
+                    self.push(event, true, txn, xid);
                 }
             }
             PgOutput::LogicalMessage {
@@ -247,24 +309,23 @@ impl ReplicationSource {
                 && prefix == self.settings.message_prefix =>
             {
                 match (transactional, self.open) {
-                    (true, Some((commit_time, txn))) => {
-                        self.push(message_event(lsn, &content, commit_time), false, txn);
+                    (true, Some((commit_time, txn, xid))) => {
+                        self.push(message_event(lsn, &content, commit_time), false, txn, xid);
                     }
                     _ => {
                         // Outside any transaction: it is its own, ending at itself.
                         let txn = self.next_txn;
                         self.next_txn += 1;
-                        self.txns.push_back(TxnProgress {
-                            id: txn,
-                            unconfirmed: 0,
-                            end: Some(lsn),
-                        });
-                        self.push(message_event(lsn, &content, SystemTime::now()), false, txn);
+                        let mut progress = TxnProgress::new(txn, lsn, 0);
+                        progress.end = Some(lsn);
+                        self.txns.push_back(progress);
+                        let event = message_event(lsn, &content, SystemTime::now());
+                        self.push(event, false, txn, 0);
                     }
                 }
             }
             PgOutput::Commit { end_lsn, .. } => {
-                if let Some((_, txn)) = self.open.take()
+                if let Some((_, txn, _)) = self.open.take()
                     && let Some(progress) = self.progress(txn)
                 {
                     progress.end = Some(end_lsn);
@@ -277,11 +338,23 @@ impl ReplicationSource {
         Ok(())
     }
 
-    fn push(&mut self, event: OutboxEvent, row: bool, txn: u64) {
+    /// Queues an event of transaction `txn`, unless it is one of those
+    /// confirmed before a restart.
+    fn push(&mut self, event: OutboxEvent, row: bool, txn: u64, xid: u32) {
         if let Some(progress) = self.progress(txn) {
+            if progress.skip > 0 {
+                progress.skip -= 1;
+                progress.confirmed += 1;
+                return;
+            }
             progress.unconfirmed += 1;
         }
-        self.ready.push_back(Pending { event, row, txn });
+        self.ready.push_back(Pending {
+            event,
+            row,
+            txn,
+            xid,
+        });
     }
 
     /// The progress entry of transaction `txn`. Entries are pushed with
@@ -349,6 +422,9 @@ impl ReplicationSource {
     }
 
     async fn claim_inner(&mut self, limit: usize) -> Result<Vec<OutboxEvent>, SourceError> {
+        if let Some(fatal) = self.fatal.take() {
+            return Err(fatal);
+        }
         self.ensure_connected().await?;
         self.drain_available(limit).await?;
         self.send_status(false).await?;
@@ -359,21 +435,22 @@ impl ReplicationSource {
 
     async fn ack_inner(&mut self, count: usize) -> Result<(), SourceError> {
         let count = count.min(self.claimed.len());
-        let ids: Vec<String> = self.claimed[..count]
-            .iter()
-            .filter(|p| p.row)
-            .map(|p| p.event.id.clone())
-            .collect();
+        let rows = self.claimed[..count].iter().filter(|p| p.row);
+        let ids: Vec<String> = rows.clone().map(|p| p.event.id.clone()).collect();
+        let mut writers: Vec<u32> = rows.map(|p| p.xid).collect();
+        writers.dedup();
         if !ids.is_empty() && self.outbox.mark != MarkMode::None {
             let (client, mark) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
             let total = ids.len();
-            let missing = mark_when_visible(client, mark, ids, VISIBILITY_WAIT)
+            let missing = mark_when_visible(client, mark, ids, &writers, VISIBILITY_WAIT)
                 .await
                 .map_err(SourceError::Ack)?;
             if !missing.is_empty() {
                 tracing::warn!(
-                    missing = ?missing,
-                    "rows streamed and published were not found to mark; were they deleted by another process?"
+                    count = missing.len(),
+                    of = total,
+                    first = ?&missing[..missing.len().min(MISSING_SHOWN)],
+                    "rows streamed and published were not found to mark: deleted or truncated since they were written"
                 );
             }
             metrics()
@@ -384,12 +461,21 @@ impl ReplicationSource {
             let txn = self.claimed[i].txn;
             if let Some(progress) = self.progress(txn) {
                 progress.unconfirmed = progress.unconfirmed.saturating_sub(1);
+                progress.confirmed += 1;
             }
         }
-        if self.advance() {
+        let moved = self.advance();
+        let partial = self.txns.front().and_then(TxnProgress::partial);
+        if moved || (count > 0 && partial.is_some()) {
             let (client, _) = self.marks.as_ref().ok_or(SourceError::SessionLost)?;
-            slot::record_confirmed(client, &self.table, &self.settings.slot, self.confirmed)
-                .await?;
+            slot::record_confirmed(
+                client,
+                &self.table,
+                &self.settings.slot,
+                self.confirmed,
+                partial,
+            )
+            .await?;
         }
         let rest: Vec<Pending> = self.claimed.drain(..).skip(count).collect();
         for p in rest.into_iter().rev() {
@@ -466,6 +552,9 @@ impl Source for ReplicationSource {
         };
         if let Err(e) = result {
             self.reset(&e);
+            if e.is_fatal() {
+                self.fatal = Some(e);
+            }
         }
     }
 }
@@ -473,3 +562,7 @@ impl Source for ReplicationSource {
 fn replication(e: ReplicationError) -> SourceError {
     SourceError::Replication(e.to_string())
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;
