@@ -2,8 +2,8 @@
 //! SQL the relay runs against it. Shared by the polling source, the backlog
 //! gauges, `migrate` and `check`.
 
-mod headers;
 mod claim;
+mod headers;
 mod mark;
 mod name;
 pub mod requeue;

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
 
-use super::headers::parse_headers;
 use super::claim::claim_sql;
+use super::headers::parse_headers;
 use super::{OutboxSchema, quote_ident};
 use crate::config::{ColumnsConfig, MarkMode, OutboxConfig};
 use crate::event::{OutboxEvent, PayloadKind};
