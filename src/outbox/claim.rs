@@ -3,10 +3,10 @@
 //!
 //! `FOR UPDATE SKIP LOCKED` passes over a row locked by someone else (an
 //! operator fixing it after a dead letter, an application transaction), so
-//! on its own it would let that aggregate's later rows overtake it. In the
-//! same statement (one snapshot) the claim therefore also reads the unsent
-//! rows ordered up to the last one it locked, and every such row it did not
-//! lock is *held*: each claimed row of the same aggregate ordered after a
+//! on its own it would let that aggregate's later rows overtake it. In one
+//! statement (one snapshot) the claim therefore reads the window of the
+//! first `$1` unsent rows in order without locking, then locks those it can
+//! with `SKIP LOCKED`; every row of the window it could not lock is *held*: each claimed row of the same aggregate ordered after a
 //! held row comes back flagged `held_back`. The caller publishes only the
 //! rows not held back; the held-back ones stay locked by its transaction
 //! until it ends and are claimed again next time. Other aggregates go on.
@@ -49,19 +49,9 @@ pub fn claim_sql(config: &OutboxConfig, schema: &OutboxSchema, until: bool) -> S
     };
     // The order, as the table's own columns (so the index serves it) or as
     // the claimed CTE's copies of them.
-    let (order, claimed_order, lead, claimed_lead) = match &order_column {
-        None => (
-            format!("o.{id}"),
-            "c.r_id".to_owned(),
-            format!("h.{id}"),
-            "c.r_id",
-        ),
-        Some(col) => (
-            format!("o.{col}, o.{id}"),
-            "c.k_order, c.r_id".to_owned(),
-            format!("h.{col}"),
-            "c.k_order",
-        ),
+    let (order, claimed_order) = match &order_column {
+        None => (format!("o.{id}"), "c.r_id"),
+        Some(col) => (format!("o.{col}, o.{id}"), "c.k_order, c.r_id"),
     };
     let optional = |name: &str, alias: &str| {
         ColumnsConfig::optional(name)
@@ -72,13 +62,21 @@ pub fn claim_sql(config: &OutboxConfig, schema: &OutboxSchema, until: bool) -> S
         .as_ref()
         .map(|col| format!(", o.{col} AS k_order"))
         .unwrap_or_default();
+    // The window: the first `$1` unsent rows in order, read without locks
+    // by the same index scan as any claim (which skips dead index entries).
+    let candidates = format!(
+        "SELECT o.{id} AS r_id, coalesce(o.{aggregate_id}::text, '') AS k_aggregate{order_copy} \
+         FROM {table} AS o WHERE {} ORDER BY {order} LIMIT $1",
+        filter("o"),
+    );
     // Raw columns, not text casts: the CTE is materialized, and a TOASTed
     // payload stays a pointer in it until the final select reads it.
     let claimed = format!(
         "SELECT o.{id} AS r_id, o.{} AS r_aggregate_type, o.{aggregate_id} AS r_aggregate_id, \
          o.{} AS r_event_type, o.{} AS r_payload{}{}, \
          coalesce(o.{aggregate_id}::text, '') AS k_aggregate{order_copy} \
-         FROM {table} AS o WHERE {} ORDER BY {order} LIMIT $1 FOR UPDATE SKIP LOCKED",
+         FROM {table} AS o WHERE o.{id} IN (SELECT r_id FROM candidates) AND {} \
+         ORDER BY {order} FOR UPDATE SKIP LOCKED",
         quote_ident(&c.aggregate_type),
         quote_ident(&c.event_type),
         quote_ident(&c.payload),
@@ -86,17 +84,9 @@ pub fn claim_sql(config: &OutboxConfig, schema: &OutboxSchema, until: bool) -> S
         optional(&c.created_at, "r_created_at"),
         filter("o"),
     );
-    let held_order = order_column
-        .as_ref()
-        .map(|col| format!(", h.{col} AS k_order"))
-        .unwrap_or_default();
-    let held = format!(
-        "SELECT coalesce(h.{aggregate_id}::text, '') AS k_aggregate, h.{id} AS r_id{held_order} \
-         FROM {table} AS h WHERE {} \
-         AND {lead} <= (SELECT {claimed_lead} FROM claimed AS c ORDER BY 1 DESC LIMIT 1) \
-         AND NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.r_id = h.{id})",
-        filter("h"),
-    );
+    // Rows of the window this statement could not lock: someone else holds them.
+    let held = "SELECT k.* FROM candidates AS k \
+                WHERE NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.r_id = k.r_id)";
     let before = match &order_column {
         None => "held.r_id < c.r_id",
         Some(_) => "(held.k_order, held.r_id) < (c.k_order, c.r_id)",
@@ -119,7 +109,8 @@ pub fn claim_sql(config: &OutboxConfig, schema: &OutboxSchema, until: bool) -> S
         "NULL::int8".to_owned()
     };
     format!(
-        "WITH claimed AS MATERIALIZED ({claimed}), held AS MATERIALIZED ({held}) \
+        "WITH candidates AS MATERIALIZED ({candidates}), claimed AS MATERIALIZED ({claimed}), \
+         held AS MATERIALIZED ({held}) \
          SELECT c.r_id::text, c.r_aggregate_type::text, c.r_aggregate_id::text, \
          c.r_event_type::text, {payload}, {headers}, {created_micros}, \
          EXISTS (SELECT 1 FROM held WHERE held.k_aggregate = c.k_aggregate AND {before}) \

@@ -168,7 +168,9 @@ impl PollingSource {
                 }
             }
             locked.extend(round_ids);
-            if !held_this_round || rows.len() < wanted || claimed.events.len() >= limit {
+            // Rows held back behind another session's lock took room in
+            // the window: look further, without their aggregates.
+            if !held_this_round || claimed.events.len() >= limit {
                 break;
             }
         }
