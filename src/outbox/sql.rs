@@ -159,7 +159,7 @@ mod tests {
         let sql = OutboxSql::new(&OutboxConfig::default(), &schema(PayloadKind::Json));
         assert!(
             sql.claim
-                .starts_with("WITH claimed AS MATERIALIZED (SELECT o.\"id\" AS r_id, ")
+                .starts_with("WITH candidates AS MATERIALIZED (SELECT o.\"id\" AS r_id, ")
         );
         assert!(sql.claim.contains(
             "FROM \"public\".\"outbox\" AS o WHERE o.\"sent_at\" IS NULL \
