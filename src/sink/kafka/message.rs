@@ -4,7 +4,7 @@
 //! is an [`EventError`] (the event is dead-lettered), never a panic, a
 //! produce error or a broker rejection that the relay would retry.
 //!
-//! Where each field goes and its limit are in `docs/limits-kafka.md`.
+//! Where each field goes and its limit are in `docs/limits.md` (Kafka).
 
 use std::borrow::Cow;
 use std::time::SystemTime;
