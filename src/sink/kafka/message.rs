@@ -143,7 +143,7 @@ impl MessageBuilder {
             key,
             payload: &event.payload,
             headers,
-            timestamp: timestamp(event.created_at)?,
+            timestamp: timestamp(event.created_at),
             max_message_bytes: self.max_message_bytes,
         };
         message.check_size()?;
@@ -265,30 +265,13 @@ fn check_header_key(key: &str) -> Result<(), EventError> {
 }
 
 /// Kafka's record timestamp: milliseconds since 1970, not negative (a
-/// negative value means "no timestamp" or is refused).
-fn timestamp(created_at: Option<SystemTime>) -> Result<Option<i64>, EventError> {
-    let Some(at) = created_at else {
-        return Ok(None);
-    };
-    let field = "timestamp (created_at)";
-    let since = at.duration_since(SystemTime::UNIX_EPOCH).map_err(|e| {
-        EventError::invalid(
-            field,
-            format!(
-                "{}s before 1970-01-01; Kafka timestamps are milliseconds since 1970",
-                e.duration().as_secs()
-            ),
-        )
-    })?;
-    i64::try_from(since.as_millis()).map(Some).map_err(|_| {
-        EventError::invalid(
-            field,
-            format!(
-                "{}s after 1970-01-01 is past a Kafka timestamp's 64-bit milliseconds",
-                since.as_secs()
-            ),
-        )
-    })
+/// negative value means "no timestamp" or is refused). A time Kafka cannot
+/// carry (before 1970, or past 64-bit milliseconds) leaves the timestamp
+/// out, as the RabbitMQ sink does: the event has no time it can be given
+/// (the sources already give such a created_at as none).
+fn timestamp(created_at: Option<SystemTime>) -> Option<i64> {
+    let since = created_at?.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
 }
 
 /// Bytes of the zig-zag varint librdkafka writes for a length.
