@@ -127,12 +127,7 @@ async fn verify(setup: &Setup, deaths: &[String]) {
         .collect();
     // A re-streamed transaction repeats events (issue 13 item 6): keep the
     // first arrival of each.
-    let mut distinct: Vec<i64> = Vec::new();
-    for id in &ids {
-        if !distinct.contains(id) {
-            distinct.push(*id);
-        }
-    }
+    let distinct = support::checker::first_arrivals(&ids);
     let expected: Vec<i64> = (1..=EVENTS).filter(|i| *i != POISON).collect();
     assert_eq!(distinct, expected, "every other event, in order");
     println!(

@@ -60,12 +60,7 @@ async fn relay_with_poison(setup: &mut Setup, headers: &str) -> String {
         .iter()
         .map(|m| m.message_id().parse().expect("numeric id"))
         .collect();
-    let mut distinct: Vec<i64> = Vec::new();
-    for id in &ids {
-        if !distinct.contains(id) {
-            distinct.push(*id);
-        }
-    }
+    let distinct = support::checker::first_arrivals(&ids);
     let expected: Vec<i64> = (1..=EVENTS).filter(|i| *i != POISON).collect();
     assert_eq!(distinct, expected, "every other event, in order");
     println!(

@@ -70,3 +70,14 @@ pub fn verify(written: &[Written], received: &[String]) -> Report {
         duplicates,
     }
 }
+
+/// The first arrival of each id, in arrival order (duplicates dropped).
+pub fn first_arrivals<T: PartialEq + Clone>(ids: &[T]) -> Vec<T> {
+    let mut distinct: Vec<T> = Vec::new();
+    for id in ids {
+        if !distinct.contains(id) {
+            distinct.push(id.clone());
+        }
+    }
+    distinct
+}
