@@ -26,93 +26,39 @@ pub fn since_timestamp(text: &str) -> Result<String, String> {
     ))
 }
 
-/// `YYYY-MM-DD`, then optionally `[T ]HH:MM[:SS[.fraction]]` and an offset
-/// (`Z`, `+HH`, `+HH:MM`, `-HHMM`), each field in its range.
+/// The forms Postgres reads and `--since` accepts: `YYYY-MM-DD`, then
+/// optionally `[T ]HH:MM[:SS[.fraction]]` and an offset (`Z`, `+HH`,
+/// `+HH:MM`, `-HHMM`).
+const TIMESTAMP: &str = "[year]-[month]-[day]\
+    [optional [[first [T][t][ ]][hour]:[minute][optional [:[second][optional [.[subsecond]]]]]\
+    [optional [[first [Z][z][[offset_hour sign:mandatory][optional [[optional [:]][offset_minute]]]]]]]]]";
+
+/// Whether all of `text` is one of [`TIMESTAMP`]'s forms with each field in
+/// its range and a day its month has.
 fn is_timestamp(text: &str) -> bool {
-    let Some((date, rest)) = split_at_checked(text, 10) else {
+    let Ok(description) = time::format_description::parse_owned::<2>(TIMESTAMP) else {
         return false;
     };
-    if !is_date(date) {
-        return false;
+    let mut parsed = time::parsing::Parsed::new();
+    match parsed.parse_item(text.as_bytes(), &description) {
+        // Postgres reads offsets up to 15 hours; time allows 25.
+        Ok(rest) => {
+            rest.is_empty()
+                && time::Date::try_from(parsed).is_ok()
+                && parsed.offset_hour().is_none_or(|hours| hours.abs() <= 15)
+        }
+        Err(_) => false,
     }
-    let Some(time) = rest.strip_prefix(['T', 't', ' ']) else {
-        return rest.is_empty();
-    };
-    let (clock, offset) = match time.find(['Z', 'z', '+', '-']) {
-        Some(at) => time.split_at(at),
-        None => (time, ""),
-    };
-    is_clock(clock) && is_offset(offset)
-}
-
-fn is_date(date: &str) -> bool {
-    let parts: Vec<&str> = date.split('-').collect();
-    let [year, month, day] = parts.as_slice() else {
-        return false;
-    };
-    let (Some(year), Some(month), Some(day)) = (number(year, 4), number(month, 2), number(day, 2))
-    else {
-        return false;
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&day)
-}
-
-fn is_clock(clock: &str) -> bool {
-    let (clock, fraction) = clock.split_once('.').unwrap_or((clock, "0"));
-    if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let parts: Vec<&str> = clock.split(':').collect();
-    match parts.as_slice() {
-        [h, m] => in_range(h, 23) && in_range(m, 59) && fraction == "0",
-        [h, m, s] => in_range(h, 23) && in_range(m, 59) && in_range(s, 60),
-        _ => false,
-    }
-}
-
-fn is_offset(offset: &str) -> bool {
-    if offset.is_empty() || offset.eq_ignore_ascii_case("z") {
-        return true;
-    }
-    let Some(hours) = offset.strip_prefix(['+', '-']) else {
-        return false;
-    };
-    let (hours, minutes) = match hours.split_once(':') {
-        Some((h, m)) => (h, m),
-        None if hours.len() == 4 => hours.split_at(2),
-        None => (hours, "00"),
-    };
-    in_range(hours, 15) && in_range(minutes, 59)
-}
-
-fn in_range(text: &str, max: u32) -> bool {
-    number(text, 2).is_some_and(|n| n <= max)
-}
-
-/// `text` as a number of exactly `digits` ASCII digits.
-fn number(text: &str, digits: usize) -> Option<u32> {
-    (text.len() == digits && text.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| text.parse().ok())
-        .flatten()
-}
-
-fn split_at_checked(text: &str, at: usize) -> Option<(&str, &str)> {
-    text.is_char_boundary(at)
-        .then(|| text.split_at(at))
-        .filter(|_| text.len() >= at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_format_description_is_valid() {
+        time::format_description::parse_owned::<2>(TIMESTAMP).expect("valid");
+    }
 
     #[test]
     fn a_duration_becomes_a_time_that_long_ago() {
@@ -153,6 +99,7 @@ mod tests {
             "2026-11-23x",
             "26-11-23",
             "2026-11-23 10:00; DROP TABLE outbox",
+            "2026-11-23 10:00+25",
         ] {
             let error = since_timestamp(text).expect_err(text);
             assert!(error.contains("neither a duration"), "{error}");
