@@ -237,7 +237,7 @@ async fn create(
     let db = |e: tokio_postgres::Error| SourceError::Claim(e);
     let mut conn = ReplicationConnection::connect(postgres)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(super::source::replication)?;
     let rows = conn
         .simple_query(&format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
