@@ -60,7 +60,7 @@ impl ConnectFailure {
         match self {
             ConnectFailure::RefusedLogin => "postgres refused the login",
             ConnectFailure::MissingDatabase => "postgres has no such database",
-            ConnectFailure::Permission => "postgres denied the connection a privilege",
+            ConnectFailure::Permission => "postgres denied a privilege the relay needs",
             ConnectFailure::Unreachable => "postgres not reachable",
         }
     }

@@ -110,15 +110,20 @@ pub enum SourceError {
 
 impl SourceError {
     /// Errors retrying cannot fix and that must stop the relay loudly. A
-    /// failed connect is never one: a refused login or a missing database
-    /// is retried slowly (see [`SourceError::refusal`]), since a rotated
-    /// secret or a migration job can fix it while the relay waits.
+    /// refused connect (login, database, privilege) is not one: it is
+    /// retried slowly (see [`SourceError::refusal`]), since a rotated
+    /// secret, a migration job or a grant can fix it while the relay waits.
     pub fn is_fatal(&self) -> bool {
+        if self.refusal().is_some() {
+            return false;
+        }
         match self {
             SourceError::Schema(_)
             | SourceError::SlotUnusable(_)
             | SourceError::Undecodable { .. } => true,
-            SourceError::Claim(e) | SourceError::Ack(e) => {
+            SourceError::Claim(e)
+            | SourceError::Ack(e)
+            | SourceError::Connect(ConnectError::Postgres(e)) => {
                 crate::classify::postgres::classify(e) == crate::classify::Disposition::Stop
             }
             _ => false,
