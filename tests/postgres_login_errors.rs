@@ -204,3 +204,44 @@ async fn an_unreachable_server_is_still_not_reachable() {
     assert!(!relay.log_text().contains("refused the login"));
     relay.sigterm(Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_without_the_attribute_is_a_permission_refusal() {
+    let cluster = TempCluster::start(
+        &["wal_level = logical"],
+        &[
+            "host all postgres 127.0.0.1/32 trust",
+            "host all,replication all 127.0.0.1/32 scram-sha-256",
+        ],
+    );
+    cluster.psql("CREATE ROLE app LOGIN PASSWORD 's3cret'");
+    let admin = relay_config(&format!(
+        "postgres://postgres@127.0.0.1:{}/postgres",
+        cluster.port
+    ));
+    admin.migrate();
+    let mut config = relay_config(&format!(
+        "postgres://app:s3cret@127.0.0.1:{}/postgres",
+        cluster.port
+    ));
+    config
+        .set("source", "mode", "\"replication\"")
+        .set("leader", "enabled", "false");
+    let mut relay = Relay::start(&config);
+    let line = log_line(
+        &relay,
+        &[
+            "postgres denied a privilege the relay needs",
+            "REPLICATION attribute",
+        ],
+    )
+    .await;
+    println!("no replication attribute: {line}");
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        relay.try_wait().is_none(),
+        "run stopped:\n{}",
+        relay.log_text()
+    );
+    relay.sigterm(Duration::from_secs(10));
+}

@@ -98,9 +98,14 @@ pub async fn prepare(
         .map_err(db)?
         .get(0);
     if !can_replicate {
-        return Err(fail(
-            "the database user lacks the REPLICATION attribute (ALTER ROLE ... REPLICATION)".into(),
-        ));
+        // What the server would refuse with 42501 on the replication
+        // session: a grant fixes it, so it is retried like that refusal.
+        return Err(SourceError::ReplicationRefused {
+            failure: crate::postgres::ConnectFailure::Permission,
+            message:
+                "the database user lacks the REPLICATION attribute (ALTER ROLE ... REPLICATION)"
+                    .into(),
+        });
     }
 
     let publication = &settings.publication;
