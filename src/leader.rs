@@ -19,6 +19,7 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::metrics::{Component, metrics};
+use crate::postgres::RefusalBackoff;
 use crate::shutdown::Shutdown;
 
 /// High half of the advisory lock key (the low half is the outbox table's
@@ -65,12 +66,16 @@ impl Election {
     }
 
     /// Waits until this relay holds the lock, or shutdown (`None`).
-    /// Connection errors are retried; they only delay the takeover.
+    /// Connection errors are retried; they only delay the takeover. A
+    /// refused login, database or privilege is retried at the slower
+    /// [`RefusalBackoff`] pace and logged as an error.
     pub async fn acquire(&mut self, shutdown: &Shutdown) -> Option<Lease> {
         let leader = &self.config.leader;
         let mut announced = false;
         let mut client: Option<Client> = None;
+        let mut refusals = RefusalBackoff::default();
         loop {
+            let mut wait = leader.takeover_interval;
             if client.as_ref().is_none_or(Client::is_closed) {
                 metrics().set_connected(Component::Election, false);
                 client = match self.open().await {
@@ -79,7 +84,18 @@ impl Election {
                             metrics().reconnects.with_label_values(&["election"]).inc();
                         }
                         self.ever_connected = true;
+                        refusals.reset();
                         Some(c)
+                    }
+                    Err(e) if e.failure().is_refusal() => {
+                        // Reached, and told no: slower, and loud.
+                        wait = refusals.next_delay();
+                        tracing::error!(
+                            error = %e,
+                            "leader election: {}; retrying in {wait:?}",
+                            e.failure().summary()
+                        );
+                        None
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "leader election: postgres not reachable; retrying");
@@ -119,7 +135,7 @@ impl Election {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(leader.takeover_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.requested() => return None,
             }
         }

@@ -12,6 +12,7 @@ use outbox_relay::config::{Config, SinkKind, SourceMode};
 use outbox_relay::leader::{Election, Leadership, Lease};
 use outbox_relay::metrics::{Component, LabelSets, metrics};
 use outbox_relay::pipeline::{Pipeline, PipelineError};
+use outbox_relay::postgres::RefusalBackoff;
 use outbox_relay::replay::{self, ReplayRange};
 use outbox_relay::shutdown::Shutdown;
 use outbox_relay::sink::{
@@ -468,7 +469,9 @@ async fn relay<S: Source, K: Sink>(
 }
 
 /// Connects the source and the sink, retrying connection errors with
-/// backoff. A wrong outbox table is fatal. Returns false on shutdown.
+/// backoff. A wrong outbox table is fatal. A server that refuses the login,
+/// the database or a privilege is retried too, logged as an error and at
+/// the slower [`RefusalBackoff`] pace. Returns false on shutdown.
 async fn connect_both<S: Source, K: Sink>(
     config: &Config,
     source: &mut S,
@@ -476,18 +479,25 @@ async fn connect_both<S: Source, K: Sink>(
     shutdown: &Shutdown,
 ) -> Result<bool, RunError> {
     let mut delay = config.retry.initial_backoff;
+    let mut refusals = RefusalBackoff::default();
     let mut source_up = false;
     loop {
+        let mut wait = delay;
         if !source_up {
             match source.connect().await {
                 Ok(()) => source_up = true,
-                // At startup a replication error (wal_level, publication,
-                // slot in use) needs the operator, not a retry.
-                Err(e @ SourceError::Replication(_)) => {
-                    return Err(RunError::Source(e));
-                }
-                Err(e) if e.is_fatal() => return Err(RunError::Source(e)),
-                Err(e) => tracing::warn!(error = %e, "postgres not reachable yet; retrying"),
+                Err(e) => match e.refusal() {
+                    Some(failure) => {
+                        wait = refusals.next_delay();
+                        tracing::error!(error = %e, "{}; retrying in {wait:?}", failure.summary());
+                    }
+                    // At startup a replication error (wal_level, publication,
+                    // slot in use) needs the operator, not a retry.
+                    None if matches!(e, SourceError::Replication(_)) || e.is_fatal() => {
+                        return Err(RunError::Source(e));
+                    }
+                    None => tracing::warn!(error = %e, "postgres not reachable yet; retrying"),
+                },
             }
         }
         if source_up {
@@ -497,7 +507,7 @@ async fn connect_both<S: Source, K: Sink>(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.requested() => return Ok(false),
         }
         delay = (delay * 2).min(config.retry.max_backoff);

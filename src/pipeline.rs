@@ -127,7 +127,16 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                         .source_errors
                         .with_label_values(&[self.source.label(), e.reason()])
                         .inc();
-                    tracing::warn!(error = %e, "claiming events failed; retrying");
+                    match e.refusal() {
+                        // The session was lost and the server now refuses
+                        // the new one (a rotated secret, a revoked grant).
+                        Some(failure) => tracing::error!(
+                            error = %e,
+                            "claiming events: {}; retrying",
+                            failure.summary()
+                        ),
+                        None => tracing::warn!(error = %e, "claiming events failed; retrying"),
+                    }
                     self.pause(&mut backoff).await;
                     continue;
                 }

@@ -2,8 +2,10 @@
 //! spawned here, and LISTEN notifications are turned into a wake-up.
 
 mod error;
+mod refusal;
 
 pub use error::{Described, describe};
+pub use refusal::{ConnectFailure, REFUSAL_INITIAL_BACKOFF, REFUSAL_MAX_BACKOFF, RefusalBackoff};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,6 +26,16 @@ pub enum ConnectError {
     Timeout(std::time::Duration),
     #[error("tls: {0}")]
     Tls(String),
+}
+
+impl ConnectError {
+    /// Whether the server refused us (and how), or was not reached.
+    pub fn failure(&self) -> ConnectFailure {
+        match self {
+            ConnectError::Postgres(e) => ConnectFailure::of(e),
+            ConnectError::Timeout(_) | ConnectError::Tls(_) => ConnectFailure::Unreachable,
+        }
+    }
 }
 
 /// Connects and spawns the task that drives the connection. Each

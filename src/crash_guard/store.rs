@@ -24,7 +24,7 @@ pub struct Record {
 pub enum StoreError {
     #[error("connecting: {0}")]
     Connect(#[from] ConnectError),
-    #[error("{table}: {error}")]
+    #[error("{table}: {}", crate::postgres::describe(.error))]
     Query {
         table: String,
         #[source]

@@ -19,7 +19,7 @@ pub use replication::ReplicationSource;
 
 use crate::event::OutboxEvent;
 use crate::outbox::SchemaError;
-use crate::postgres::ConnectError;
+use crate::postgres::{ConnectError, ConnectFailure};
 
 /// A source of outbox events; see the module docs for the contract.
 pub trait Source {
@@ -75,6 +75,14 @@ pub enum SourceError {
     SessionLost,
     #[error("replication: {0}")]
     Replication(String),
+    /// The server refused the replication session (login, database, or
+    /// the REPLICATION attribute): retried slowly, like a refused login on
+    /// a normal session, since a grant or a rotated secret fixes it.
+    #[error("replication: {message}")]
+    ReplicationRefused {
+        failure: ConnectFailure,
+        message: String,
+    },
     /// Another session streams from the slot: a previous leader whose
     /// connection the server has not closed yet, or a foreign consumer.
     #[error(
@@ -101,8 +109,14 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Errors retrying cannot fix and that must stop the relay loudly.
+    /// Errors retrying cannot fix and that must stop the relay loudly. A
+    /// refused connect (login, database, privilege) is not one: it is
+    /// retried slowly (see [`SourceError::refusal`]), since a rotated
+    /// secret, a migration job or a grant can fix it while the relay waits.
     pub fn is_fatal(&self) -> bool {
+        if self.refusal().is_some() {
+            return false;
+        }
         match self {
             SourceError::Schema(_)
             | SourceError::SlotUnusable(_)
@@ -114,6 +128,17 @@ impl SourceError {
             }
             _ => false,
         }
+    }
+
+    /// How the server refused a connect, if this error is such a refusal;
+    /// `None` for every other error, including an unreachable server.
+    pub fn refusal(&self) -> Option<ConnectFailure> {
+        let failure = match self {
+            SourceError::Connect(e) => e.failure(),
+            SourceError::ReplicationRefused { failure, .. } => *failure,
+            _ => return None,
+        };
+        failure.is_refusal().then_some(failure)
     }
 
     /// Every value [`SourceError::reason`] returns.
@@ -137,7 +162,7 @@ impl SourceError {
             SourceError::Claim(_) => "claim",
             SourceError::Ack(_) => "ack",
             SourceError::SessionLost => "session_lost",
-            SourceError::Replication(_) => "replication",
+            SourceError::Replication(_) | SourceError::ReplicationRefused { .. } => "replication",
             SourceError::SlotUnusable(_) => "slot_unusable",
             SourceError::SlotInUse(_) => "slot_in_use",
             SourceError::Undecodable { .. } => "undecodable",

@@ -29,14 +29,28 @@ pub enum ReplicationError {
     Io(#[from] std::io::Error),
     #[error("connecting to postgres timed out after {0:?}")]
     Timeout(Duration),
-    #[error("postgres: {message} (SQLSTATE {code})")]
-    Server { code: String, message: String },
+    /// An ErrorResponse, shown as [`crate::postgres::describe`] shows one
+    /// on a normal session: `message (SQLSTATE); detail: ...; hint: ...`.
+    #[error("postgres: {message} ({code}){}{}", suffix("detail", .detail), suffix("hint", .hint))]
+    Server {
+        code: String,
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
     #[error("authentication: {0}")]
     Auth(String),
     #[error("unexpected message from postgres: {0}")]
     Protocol(String),
     #[error("the server closed the replication stream")]
     Closed,
+}
+
+/// `; name: text` for a field the server sent, else nothing.
+fn suffix(name: &str, text: &Option<String>) -> String {
+    text.as_ref()
+        .map(|t| format!("; {name}: {t}"))
+        .unwrap_or_default()
 }
 
 impl ReplicationError {
@@ -46,6 +60,12 @@ impl ReplicationError {
             ReplicationError::Server { code, .. } => Some(code),
             _ => None,
         }
+    }
+
+    /// Whether the server refused the session (and how), or was not
+    /// reached; meaningful for the errors of [`ReplicationConnection::connect`].
+    pub fn failure(&self) -> crate::postgres::ConnectFailure {
+        crate::postgres::ConnectFailure::of_sqlstate(self.sqlstate())
     }
 }
 
@@ -389,15 +409,25 @@ enum Frame {
 fn server_error(body: &postgres_protocol::message::backend::ErrorResponseBody) -> ReplicationError {
     let mut code = String::new();
     let mut message = String::new();
+    let mut detail = None;
+    let mut hint = None;
     let mut fields = body.fields();
     while let Ok(Some(field)) = fields.next() {
+        let text = || String::from_utf8_lossy(field.value_bytes()).into_owned();
         match field.type_() {
-            b'C' => code = String::from_utf8_lossy(field.value_bytes()).into_owned(),
-            b'M' => message = String::from_utf8_lossy(field.value_bytes()).into_owned(),
+            b'C' => code = text(),
+            b'M' => message = text(),
+            b'D' => detail = Some(text()),
+            b'H' => hint = Some(text()),
             _ => {}
         }
     }
-    ReplicationError::Server { code, message }
+    ReplicationError::Server {
+        code,
+        message,
+        detail,
+        hint,
+    }
 }
 
 fn unexpected(frame: &Frame) -> ReplicationError {

@@ -98,9 +98,14 @@ pub async fn prepare(
         .map_err(db)?
         .get(0);
     if !can_replicate {
-        return Err(fail(
-            "the database user lacks the REPLICATION attribute (ALTER ROLE ... REPLICATION)".into(),
-        ));
+        // What the server would refuse with 42501 on the replication
+        // session: a grant fixes it, so it is retried like that refusal.
+        return Err(SourceError::ReplicationRefused {
+            failure: crate::postgres::ConnectFailure::Permission,
+            message:
+                "the database user lacks the REPLICATION attribute (ALTER ROLE ... REPLICATION)"
+                    .into(),
+        });
     }
 
     let publication = &settings.publication;
@@ -237,7 +242,7 @@ async fn create(
     let db = |e: tokio_postgres::Error| SourceError::Claim(e);
     let mut conn = ReplicationConnection::connect(postgres)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(super::source::replication)?;
     let rows = conn
         .simple_query(&format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",

@@ -559,8 +559,18 @@ impl Source for ReplicationSource {
     }
 }
 
-fn replication(e: ReplicationError) -> SourceError {
-    SourceError::Replication(e.to_string())
+/// A replication session error as a source error; a refused connect
+/// keeps its cause, so the caller retries it at the refusal pace.
+pub(super) fn replication(e: ReplicationError) -> SourceError {
+    let failure = e.failure();
+    if failure.is_refusal() {
+        SourceError::ReplicationRefused {
+            failure,
+            message: e.to_string(),
+        }
+    } else {
+        SourceError::Replication(e.to_string())
+    }
 }
 
 #[cfg(test)]
