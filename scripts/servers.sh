@@ -8,7 +8,9 @@
 #
 # Starts the servers, runs COMMAND with their addresses in the environment,
 # then stops every server it started and deletes the directory, also when
-# COMMAND fails or on Ctrl-C; exits with COMMAND's status.
+# COMMAND fails or on Ctrl-C; exits with COMMAND's status. (A signal sent to
+# this script alone, not to its process group, takes effect once COMMAND
+# has ended: bash runs traps between commands.)
 # OUTBOX_TEST_KAFKA=1 does what --kafka does.
 #
 # COMMAND gets:
@@ -64,12 +66,14 @@ install_pkg() {
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-now() { date +%s.%N; }
-took() { printf '%.1fs' "$(echo "$(now) - $1" | bc)"; }
+now() { date +%s%N; }
+took() { # since $1 (from now), as 1.2s
+    local ms=$((($(now) - $1) / 1000000))
+    printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100))
+}
 
 # --- what to run -------------------------------------------------------------
 install_pkg curl
-install_pkg bc
 PG_BIN="${OUTBOX_TEST_PG_BIN:-${OUTBOX_RELAY_PG_BIN:-}}"
 unset OUTBOX_RELAY_PG_BIN
 if [ -z "$PG_BIN" ]; then
@@ -103,6 +107,7 @@ stop_pid() { # pid: TERM, then KILL after 10 s
 }
 cleanup() {
     trap - EXIT INT TERM
+    set +e
     [ -n "$tansu_pid" ] && stop_pid "$tansu_pid"
     if [ -n "$rabbit_pid" ]; then
         # The script's TERM handler stops the Erlang VM it started.
