@@ -7,8 +7,10 @@
 #   bench/run.sh --modes polling --sinks stdout --events 50000 --no-steady
 #   bench/run.sh --help               # every option
 #
-# Needs the services of scripts/services.sh and scripts/tansu.sh (PostgreSQL
-# with wal_level=logical and trust auth, RabbitMQ, tansu) and pg_recvlogical.
+# Needs PostgreSQL with wal_level=logical and trust auth, RabbitMQ (the
+# --postgres and --amqp options; private ones: `scripts/servers.sh run --
+# sh -c 'bench/run.sh --postgres "$OUTBOX_TEST_PG_URL" --amqp "$OUTBOX_TEST_AMQP_URL"'`),
+# the tansu binary of scripts/tansu.sh, and pg_recvlogical.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay/target}"

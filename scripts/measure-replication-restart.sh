@@ -6,13 +6,19 @@
 #      and how many of its events were published twice.
 # Usage: scripts/measure-replication-restart.sh BINARY MARK [ROWS] [MAX_WAIT_S]
 # MARK is update or delete (completion is read from the table). Needs psql and
-# the machine's PostgreSQL (wal_level=logical); touches nothing else.
+# a PostgreSQL with wal_level=logical and trust auth for postgres, named by
+# OUTBOX_TEST_PG_URL (postgres://postgres@127.0.0.1:PORT, no database); without
+# it the script runs itself under scripts/servers.sh, on a private server.
+# Touches nothing else.
 set -euo pipefail
+if [ -z "${OUTBOX_TEST_PG_URL:-}" ]; then
+    exec "$(dirname "$0")/servers.sh" run -- "$0" "$@"
+fi
 bin=$(realpath "$1")
 mark=$2
 rows=${3:-200000}
 max_wait=${4:-900}
-server=postgres://postgres@127.0.0.1:5432
+server=$OUTBOX_TEST_PG_URL
 db=measure_replication_$$_${mark}
 dir=$(mktemp -d /tmp/measure-replication.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

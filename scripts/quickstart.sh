@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The relay end to end on this machine: services up, build, migrate, start a
-# consumer and the relay, insert five events, watch them arrive, stop.
+# The relay end to end on this machine: private PostgreSQL and RabbitMQ
+# servers up (scripts/servers.sh; the machine's own are not touched), build,
+# migrate, start a consumer and the relay, insert five events, watch them
+# arrive, stop; the servers stop with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/services.sh
+if [ -z "${OUTBOX_TEST_PG_URL:-}" ]; then
+    exec scripts/servers.sh run -- "$0" "$@"
+fi
+PG="$OUTBOX_TEST_PG_URL"
+AMQP="$OUTBOX_TEST_AMQP_URL"
+METRICS_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 echo "quickstart: building (the first build takes a few minutes)"
@@ -22,17 +29,18 @@ cleanup() {
 trap cleanup EXIT
 
 DB=outbox_quickstart
-PGOPTIONS="-c client_min_messages=warning" psql -XAtq -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+psql -XAtq "$PG/postgres" -c "CREATE DATABASE $DB"
 cat > "$work/relay.toml" <<TOML
 [postgres]
-url = "postgres://postgres@127.0.0.1:5432/$DB"
+url = "$PG/$DB"
 
 [sink.rabbitmq]
+url = "$AMQP"
 exchange = "outbox"
 declare_exchange = true
 
 [metrics]
-listen = "127.0.0.1:9469"
+listen = "127.0.0.1:$METRICS_PORT"
 TOML
 
 echo "quickstart: outbox-relay migrate"
@@ -40,18 +48,18 @@ echo "quickstart: outbox-relay migrate"
 echo "quickstart: outbox-relay check"
 "$BIN" --config "$work/relay.toml" check
 
-"$CARGO_TARGET_DIR/release/examples/consume" --exchange outbox --count 5 > "$work/consumed.txt" &
+"$CARGO_TARGET_DIR/release/examples/consume" --url "$AMQP" --exchange outbox --count 5 > "$work/consumed.txt" &
 consumer_pid=$!
 sleep 1
 "$BIN" --config "$work/relay.toml" run 2> "$work/relay.log" &
 relay_pid=$!
 for _ in $(seq 100); do
-    curl -sf http://127.0.0.1:9469/readyz >/dev/null 2>&1 && break
+    curl -sf http://127.0.0.1:$METRICS_PORT/readyz >/dev/null 2>&1 && break
     sleep 0.1
 done
 
 echo "quickstart: inserting 5 events"
-psql -XAtq -h 127.0.0.1 -U postgres -d "$DB" -c "
+psql -XAtq "$PG/$DB" -c "
     INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, headers)
     SELECT 'order', 'order-' || i, 'created',
            jsonb_build_object('order_id', i, 'amount', i * 10),
@@ -67,9 +75,9 @@ consumer_pid=""
 cat "$work/consumed.txt"
 
 echo "quickstart: rows marked sent:"
-psql -XAt -h 127.0.0.1 -U postgres -d "$DB" -c "SELECT id, aggregate_id, sent_at IS NOT NULL AS sent FROM outbox ORDER BY id"
+psql -XAt "$PG/$DB" -c "SELECT id, aggregate_id, sent_at IS NOT NULL AS sent FROM outbox ORDER BY id"
 echo "quickstart: relay metrics:"
-curl -s http://127.0.0.1:9469/metrics | grep -E '^outbox_relay_(events_published_total|events_acknowledged_total|backlog_events)'
+curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep -E '^outbox_relay_(events_published_total|events_acknowledged_total|backlog_events)'
 kill -TERM "$relay_pid"
 wait "$relay_pid" && echo "quickstart: relay stopped cleanly (exit 0)"
 relay_pid=""

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::eventually;
-use support::kafka::{BROKERS, KafkaSetup, read_all};
+use support::kafka::{KafkaSetup, read_all};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_event_is_dead_lettered_and_the_rest_flow() {
@@ -29,9 +29,9 @@ async fn oversized_event_is_dead_lettered_and_the_rest_flow() {
     })
     .await;
 
-    let topic = setup.topic.clone();
+    let (topic, brokers) = (setup.topic.clone(), setup.brokers.clone());
     let records =
-        tokio::task::spawn_blocking(move || read_all(BROKERS, &topic, 7, Duration::from_secs(30)))
+        tokio::task::spawn_blocking(move || read_all(&brokers, &topic, 7, Duration::from_secs(30)))
             .await
             .expect("reader");
     let mut ids: Vec<String> = records.iter().map(|r| r.event_id()).collect();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::mocking::MockCluster;
 use support::db::TestDb;
 use support::eventually;
-use support::kafka::{BROKERS, KafkaSetup, Record, read_all};
+use support::kafka::{KafkaSetup, Record, read_all};
 use support::relay::{Relay, RelayConfig, toml_str};
 
 /// One aggregate: events 1, 3 and 4 to `<prefix>.order`, which exists, and
@@ -65,9 +65,9 @@ async fn an_event_to_a_missing_topic_is_dead_lettered_within_the_bound() {
     println!("missing topic: dead-lettered and all rows marked in {took:?}");
 
     assert_eq!(dead_letters(&setup.db), "2 unknown_topic 3");
-    let topic = setup.topic.clone();
+    let (topic, brokers) = (setup.topic.clone(), setup.brokers.clone());
     let records =
-        tokio::task::spawn_blocking(move || read_all(BROKERS, &topic, 3, Duration::from_secs(30)))
+        tokio::task::spawn_blocking(move || read_all(&brokers, &topic, 3, Duration::from_secs(30)))
             .await
             .expect("reader");
     let (ids, duplicates) = first_seen(&records);

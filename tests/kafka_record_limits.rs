@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use support::eventually;
-use support::kafka::{BROKERS, KafkaSetup, read_all};
+use support::kafka::{KafkaSetup, read_all};
 
 /// 9999-12-31T00:00:00Z in milliseconds.
 const YEAR_9999_MS: i64 = 253_402_214_400_000;
@@ -56,9 +56,9 @@ async fn values_a_record_cannot_carry_are_dead_lettered_and_the_rest_flow() {
         Some(1.0)
     );
 
-    let topic = setup.topic.clone();
+    let (topic, brokers) = (setup.topic.clone(), setup.brokers.clone());
     let records =
-        tokio::task::spawn_blocking(move || read_all(BROKERS, &topic, 4, Duration::from_secs(30)))
+        tokio::task::spawn_blocking(move || read_all(&brokers, &topic, 4, Duration::from_secs(30)))
             .await
             .expect("reader");
     let mut ids: Vec<String> = records.iter().map(|r| r.event_id()).collect();

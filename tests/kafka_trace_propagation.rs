@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use outbox_relay::sink::KafkaSink;
 use support::db::TestDb;
-use support::kafka::{BROKERS, create_topic, read_all};
+use support::kafka::{brokers, create_topic, read_all};
 use support::spans::{self, Spans};
 use support::unique;
 
@@ -21,10 +21,11 @@ async fn publish_spans_continue_the_rows_trace_into_kafka_headers() {
     let db = TestDb::new();
     let prefix = unique("outbox_test");
     let topic = format!("{prefix}.order");
-    create_topic(BROKERS, &topic, 1).await;
+    let brokers = brokers();
+    create_topic(&brokers, &topic, 1).await;
     let mut config = spans::config(&db);
     config.sink.kind = outbox_relay::config::SinkKind::Kafka;
-    config.sink.kafka.brokers = BROKERS.into();
+    config.sink.kafka.brokers = brokers.clone();
     config.sink.kafka.topic = format!("{prefix}.{{aggregate_type}}");
 
     let sink = KafkaSink::new(&config.sink.kafka).expect("sink");
@@ -32,7 +33,7 @@ async fn publish_spans_continue_the_rows_trace_into_kafka_headers() {
     spans::relay_all(&config, sink).await;
 
     let records =
-        tokio::task::spawn_blocking(move || read_all(BROKERS, &topic, 3, Duration::from_secs(30)))
+        tokio::task::spawn_blocking(move || read_all(&brokers, &topic, 3, Duration::from_secs(30)))
             .await
             .expect("reader");
     assert_eq!(records.len(), 3);

@@ -1,10 +1,11 @@
 //! PostgreSQL restarts under the relay while events are written: nothing is
-//! lost, order holds, duplicates are bounded.
+//! lost, order holds, duplicates are bounded. The test restarts a cluster of
+//! its own.
 
 mod support;
 
+use support::cluster::TempCluster;
 use support::relay::sample_value;
-use support::restart_postgres;
 use support::scenarios::outage;
 use support::setup::Setup;
 
@@ -12,8 +13,9 @@ const BATCH: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_loses_nothing() {
-    let setup = Setup::new(BATCH).await;
-    let metrics = outage(&setup, "postgres restart", BATCH, restart_postgres).await;
+    let cluster = TempCluster::logical();
+    let setup = Setup::on(&cluster.url(), &support::rabbit::url(), BATCH).await;
+    let metrics = outage(&setup, "postgres restart", BATCH, || cluster.restart()).await;
     // The source reconnects, or (when the restart cost the leader its lock
     // session first) the election does and a fresh source starts. Both
     // series exist from startup at 0.

@@ -2,7 +2,8 @@
 //! that cannot even try for the lease (no outbox table, so nobody can lead)
 //! is not ready and says why; a leader whose broker blocked its connection
 //! (a RabbitMQ memory alarm) reports "blocked" with 503 and the
-//! `outbox_relay_broker_blocked` gauge.
+//! `outbox_relay_broker_blocked` gauge (on a RabbitMQ node of the test's
+//! own).
 
 mod support;
 
@@ -12,9 +13,9 @@ use std::time::Duration;
 use support::db::TestDb;
 use support::eventually;
 use support::rabbit::TestQueue;
+use support::rabbit_node::RabbitNode;
 use support::relay::{Relay, RelayConfig, http_get};
 use support::setup::Setup;
-use support::sh;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_cannot_lead_is_not_ready() {
@@ -44,48 +45,46 @@ async fn a_relay_that_cannot_lead_is_not_ready() {
     queue.delete().await;
 }
 
-/// Puts RabbitMQ's memory alarm on, and restores the watermark it found
-/// when dropped (also when the test fails): the broker is shared.
-struct MemoryAlarm {
+/// Puts a node's memory alarm on, and restores the watermark it found
+/// when dropped (also when the test fails).
+struct MemoryAlarm<'a> {
+    node: &'a RabbitNode,
     watermark: String,
 }
 
-impl MemoryAlarm {
-    fn raise() -> Self {
-        let watermark = sh(
-            "rabbitmqctl",
-            &["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."],
-        )
-        .trim()
-        .to_owned();
+impl<'a> MemoryAlarm<'a> {
+    fn raise(node: &'a RabbitNode) -> Self {
+        let watermark = node
+            .ctl(&["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
+            .trim()
+            .to_owned();
         assert!(watermark.parse::<f64>().is_ok(), "watermark: {watermark}");
-        let alarm = MemoryAlarm { watermark };
-        sh(
-            "rabbitmqctl",
-            &["set_vm_memory_high_watermark", "0.0000001"],
-        );
+        let alarm = MemoryAlarm { node, watermark };
+        node.ctl(&["set_vm_memory_high_watermark", "0.0000001"]);
         alarm
     }
 }
 
-impl Drop for MemoryAlarm {
+impl Drop for MemoryAlarm<'_> {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["set_vm_memory_high_watermark", &self.watermark])
-            .output();
+        let watermark = self.watermark.clone();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.node.ctl(&["set_vm_memory_high_watermark", &watermark]);
+        }));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_broker_connection_is_not_ready() {
-    let setup = Setup::new(10).await;
+    let node = RabbitNode::start();
+    let setup = Setup::on(&support::db::server(), &node.url, 10).await;
     let relay = setup.start_relay().await;
     let gauge = "outbox_relay_broker_blocked";
     assert_eq!(relay.metric(gauge).await, Some(0.0));
 
     let seen = Mutex::new(String::new());
     {
-        let _alarm = MemoryAlarm::raise();
+        let _alarm = MemoryAlarm::raise(&node);
         // A publishing connection is what RabbitMQ blocks.
         setup.db.psql(
             "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) \

@@ -1,32 +1,21 @@
 //! A slot Postgres invalidated (`lost`, past `max_slot_wal_keep_size`) is
 //! reported with what to do, never silently replaced; `recover-slot` gets
-//! the relay going again.
+//! the relay going again. The test changes the settings of a cluster of its
+//! own.
 
 mod support;
 
 use std::time::Duration;
 
-use support::db::psql_admin;
+use support::cluster::TempCluster;
 use support::relay::{Relay, run_to_exit};
 use support::setup::Setup;
 use support::writers;
 
-/// Puts the server settings back however the test ends.
-struct RestoreSettings;
-
-impl Drop for RestoreSettings {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| {
-            psql_admin("ALTER SYSTEM RESET max_slot_wal_keep_size");
-            psql_admin("SELECT pg_reload_conf()");
-        });
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_slot_is_a_clear_error_until_recovered() {
-    let _restore = RestoreSettings;
-    let setup = Setup::replication(100).await;
+    let cluster = TempCluster::logical();
+    let setup = Setup::replication_on(&cluster.url(), &support::rabbit::url(), 100).await;
 
     // A slot Postgres invalidates while the relay is away.
     let mut relay = setup.start_relay().await;
@@ -34,8 +23,8 @@ async fn lost_slot_is_a_clear_error_until_recovered() {
     setup.settle("before the slot was lost", &written).await;
     relay.sigterm(Duration::from_secs(10)).expect("stops");
     writers::write(&setup.db.url, 1, 20, 1, Duration::ZERO).await;
-    psql_admin("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
-    psql_admin("SELECT pg_reload_conf()");
+    cluster.psql("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    cluster.psql("SELECT pg_reload_conf()");
     setup.db.psql("CREATE TABLE filler (body text)");
     let slot = setup.db.name.clone();
     let mut lost = false;
@@ -59,8 +48,8 @@ async fn lost_slot_is_a_clear_error_until_recovered() {
         log.contains("is lost") && log.contains("recover-slot"),
         "{log}"
     );
-    psql_admin("ALTER SYSTEM RESET max_slot_wal_keep_size");
-    psql_admin("SELECT pg_reload_conf()");
+    cluster.psql("ALTER SYSTEM RESET max_slot_wal_keep_size");
+    cluster.psql("SELECT pg_reload_conf()");
 
     let out = setup.config.command("recover-slot");
     assert!(

@@ -1,35 +1,30 @@
 //! Replication mode through a broker outage and a Postgres restart: the slot
 //! redelivers what was not confirmed; nothing lost, order kept, duplicates
 //! bounded. With `mark = "none"` rows are left alone and only the slot moves.
+//! The outages hit a cluster and a RabbitMQ node of the test's own.
 
 mod support;
 
 use std::time::Duration;
 
-use support::rabbit::BrokerOutage;
+use support::cluster::TempCluster;
+use support::rabbit_node::RabbitNode;
 use support::scenarios::outage;
 use support::setup::Setup;
-use support::{restart_postgres, writers};
+use support::writers;
 
 const BATCH: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_outage_then_postgres_restart() {
-    let setup = Setup::replication(BATCH).await;
-    outage(
-        &setup,
-        "replication broker outage",
-        BATCH,
-        BrokerOutage::begin,
-    )
-    .await;
+    let cluster = TempCluster::logical();
+    let node = RabbitNode::start();
+    let setup = Setup::replication_on(&cluster.url(), &node.url, BATCH).await;
+    outage(&setup, "replication broker outage", BATCH, || node.outage()).await;
     // Earlier messages are already drained from the queue; count anew.
-    let metrics = outage(
-        &setup,
-        "replication postgres restart",
-        BATCH,
-        restart_postgres,
-    )
+    let metrics = outage(&setup, "replication postgres restart", BATCH, || {
+        cluster.restart()
+    })
     .await;
     assert!(metrics.contains("outbox_relay_replication_slot_lag_bytes"));
     setup.queue.delete().await;

@@ -1,11 +1,15 @@
 //! A throwaway PostgreSQL cluster on its own port, for what must not be
 //! done to the shared server: other authentication methods, a wal_level
-//! below logical. Built with the machine's initdb, run as `postgres`.
+//! below logical, server settings, restarts. Built with the binaries of
+//! `OUTBOX_TEST_PG_BIN` (default: the newest /usr/lib/postgresql/*/bin;
+//! not `OUTBOX_RELAY_PG_BIN`, which the relay would take for a config key);
+//! run as the `postgres` OS user when the tests run as root (initdb refuses
+//! root), else as the current user.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::sh;
+use super::{free_port, sh};
 
 /// A running temporary cluster; stopped and deleted on drop.
 pub struct TempCluster {
@@ -13,38 +17,68 @@ pub struct TempCluster {
     dir: PathBuf,
 }
 
-fn bin(name: &str) -> String {
-    let version = sh("sh", &["-c", "ls /usr/lib/postgresql | sort -n | tail -1"]);
-    format!("/usr/lib/postgresql/{}/bin/{name}", version.trim())
+/// The directory of PostgreSQL server binaries the clusters run from.
+pub fn pg_bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("OUTBOX_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let newest = sh(
+        "sh",
+        &["-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1"],
+    );
+    PathBuf::from(newest.trim())
 }
 
-fn as_postgres(args: &[&str]) -> String {
-    let mut all = vec!["-u", "postgres", "--"];
-    all.extend_from_slice(args);
-    sh("runuser", &all)
+fn bin(name: &str) -> String {
+    pg_bin_dir().join(name).display().to_string()
+}
+
+fn running_as_root() -> bool {
+    sh("id", &["-u"]).trim() == "0"
+}
+
+/// A command that runs `program` as the cluster's OS user.
+fn as_owner(program: &str) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", program]);
+        // runuser keeps the working directory, which postgres may not read.
+        command.current_dir("/");
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run_as_owner(program: &str, args: &[&str]) -> String {
+    let out = as_owner(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl TempCluster {
     /// `settings` go into postgresql.conf; `hba` replaces pg_hba.conf (a
     /// trusted local socket line is always added first, for setup).
     pub fn start(settings: &[&str], hba: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let dir = std::env::temp_dir().join(super::unique("outbox_test_cluster"));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        sh("chown", &["postgres:postgres", &dir.display().to_string()]);
+        if running_as_root() {
+            sh("chown", &["postgres:postgres", &dir.display().to_string()]);
+        }
         let data = dir.join("data").display().to_string();
-        as_postgres(&[
+        run_as_owner(
             &bin("initdb"),
-            "-D",
-            &data,
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-N",
-        ]);
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-N"],
+        );
         let mut conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
             dir.display()
@@ -69,16 +103,36 @@ impl TempCluster {
             hba_text.push('\n');
         }
         append("pg_hba.conf", &hba_text);
-        as_postgres(&[
-            &bin("pg_ctl"),
-            "-D",
-            &data,
-            "-l",
-            &format!("{}/log", dir.display()),
-            "-w",
-            "start",
-        ]);
-        TempCluster { port, dir }
+        let cluster = TempCluster { port, dir };
+        cluster.pg_ctl(&["-w", "-t", "60", "start"]);
+        cluster
+    }
+
+    /// A cluster like the shared server, for a test that restarts it or
+    /// changes its settings: wal_level=logical, postgres trusted on
+    /// 127.0.0.1 (also for replication connections).
+    pub fn logical() -> Self {
+        Self::start(
+            &[
+                "wal_level = logical",
+                "max_replication_slots = 20",
+                "max_wal_senders = 20",
+            ],
+            &["host all,replication postgres 127.0.0.1/32 trust"],
+        )
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT`, without a database: what
+    /// [`super::db::TestDb::on`] takes (needs the trust line of
+    /// [`TempCluster::logical`]).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// Restarts the server (fast shutdown: sessions are ended), waiting
+    /// until it accepts connections again.
+    pub fn restart(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "-m", "fast", "restart"]);
     }
 
     /// Runs SQL as postgres over the trusted local socket.
@@ -103,23 +157,23 @@ impl TempCluster {
             ],
         )
     }
+
+    /// pg_ctl on this cluster's data directory, logging to its log file
+    /// (without `-l` the server would hold our stdout pipe open).
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.join("data").display().to_string();
+        let log = self.dir.join("log").display().to_string();
+        let mut all = vec!["-D", &data, "-l", &log];
+        all.extend_from_slice(args);
+        run_as_owner(&bin("pg_ctl"), &all);
+    }
 }
 
 impl Drop for TempCluster {
     fn drop(&mut self) {
         let data = self.dir.join("data").display().to_string();
-        let _ = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                &bin("pg_ctl"),
-                "-D",
-                &data,
-                "-m",
-                "immediate",
-                "stop",
-            ])
+        let _ = as_owner(&bin("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "stop"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

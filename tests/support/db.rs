@@ -4,24 +4,37 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::{sh, unique};
+use super::{server_env, sh, unique};
 
-/// The server every test uses (the machine's PostgreSQL, trust auth).
-pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+/// The server most tests share: the run's private PostgreSQL
+/// (`OUTBOX_TEST_PG_URL`, `postgres://postgres@127.0.0.1:PORT`, trust auth
+/// for postgres, wal_level=logical), without a database part.
+pub fn server() -> String {
+    server_env("OUTBOX_TEST_PG_URL")
+}
 
 /// A database created for one test.
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The server's URL without a database, for dropping it.
+    server: String,
 }
 
 impl TestDb {
+    /// A database on the shared server.
     pub fn new() -> Self {
+        Self::on(&server())
+    }
+
+    /// A database on another server, e.g. a test's own [`super::cluster::TempCluster`].
+    pub fn on(server: &str) -> Self {
         let name = unique("outbox_test");
-        psql_admin(&format!("CREATE DATABASE {name}"));
+        psql(server, &format!("CREATE DATABASE {name}"));
         TestDb {
-            url: format!("{SERVER}/{name}"),
+            url: format!("{server}/{name}"),
             name,
+            server: server.to_owned(),
         }
     }
 
@@ -106,14 +119,18 @@ impl Drop for TestDb {
             format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         ] {
             let _ = std::process::Command::new("psql")
-                .args(["-X", "-q", &format!("{SERVER}/postgres"), "-c", &sql])
+                .args(["-X", "-q", &format!("{}/postgres", self.server), "-c", &sql])
                 .output();
         }
     }
 }
 
-/// Runs SQL as postgres on the server's `postgres` database.
+/// Runs SQL as postgres on the shared server's `postgres` database.
 pub fn psql_admin(sql: &str) {
+    psql(&server(), sql);
+}
+
+fn psql(server: &str, sql: &str) {
     sh(
         "psql",
         &[
@@ -121,7 +138,7 @@ pub fn psql_admin(sql: &str) {
             "-q",
             "-v",
             "ON_ERROR_STOP=1",
-            &format!("{SERVER}/postgres"),
+            &format!("{server}/postgres"),
             "-c",
             sql,
         ],

@@ -1,5 +1,5 @@
-//! A Kafka topic per test on the tansu broker, read back from the beginning,
-//! and stopping/starting the broker for outage tests.
+//! A Kafka topic per test on the tansu broker, read back from the beginning.
+//! Outage tests crash a broker of their own ([`super::tansu::PrivateTansu`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,10 +14,14 @@ use super::checker::{Report, verify};
 use super::db::TestDb;
 use super::relay::{Relay, RelayConfig, toml_str};
 use super::writers::Written;
-use super::{sh, unique};
+use super::{server_env, unique};
 
-/// The broker `scripts/tansu.sh` runs.
-pub const BROKERS: &str = "127.0.0.1:9092";
+/// The broker most Kafka tests share: the run's private tansu
+/// (`OUTBOX_TEST_KAFKA_BROKERS`, `127.0.0.1:PORT`; `scripts/servers.sh
+/// run --kafka` starts it).
+pub fn brokers() -> String {
+    server_env("OUTBOX_TEST_KAFKA_BROKERS")
+}
 
 /// One record as read back.
 #[derive(Debug, Clone)]
@@ -147,20 +151,27 @@ pub struct KafkaSetup {
     /// Topic prefix; the relay publishes to `<prefix>.order`.
     pub topic: String,
     pub db: TestDb,
+    /// The broker the topic lives on.
+    pub brokers: String,
 }
 
 impl KafkaSetup {
-    /// Migrated database, a 3-partition topic `<prefix>.order`, config
-    /// with the Kafka sink and the given batch size.
+    /// Migrated database, a 3-partition topic `<prefix>.order` on the
+    /// shared broker, config with the Kafka sink and the given batch size.
     pub async fn new(batch_size: usize) -> Self {
+        Self::on(&brokers(), batch_size).await
+    }
+
+    /// The same on another broker, e.g. a test's own [`super::tansu::PrivateTansu`].
+    pub async fn on(brokers: &str, batch_size: usize) -> Self {
         let db = TestDb::new();
         let prefix = unique("outbox_test");
         let topic = format!("{prefix}.order");
-        create_topic(BROKERS, &topic, 3).await;
+        create_topic(brokers, &topic, 3).await;
         let mut config = RelayConfig::new(&db, "unused");
         config
             .set("sink", "kind", "\"kafka\"")
-            .set("sink.kafka", "brokers", &toml_str(BROKERS))
+            .set("sink.kafka", "brokers", &toml_str(brokers))
             .set(
                 "sink.kafka",
                 "topic",
@@ -174,7 +185,12 @@ impl KafkaSetup {
             )
             .set("source.polling", "batch_size", &batch_size.to_string());
         config.migrate();
-        KafkaSetup { config, topic, db }
+        KafkaSetup {
+            config,
+            topic,
+            db,
+            brokers: brokers.to_owned(),
+        }
     }
 
     pub async fn start_relay(&self) -> Relay {
@@ -191,9 +207,10 @@ impl KafkaSetup {
         })
         .await;
         let topic = self.topic.clone();
+        let brokers = self.brokers.clone();
         let expected = written.len();
         let records = tokio::task::spawn_blocking(move || {
-            read_all(BROKERS, &topic, expected, Duration::from_secs(60))
+            read_all(&brokers, &topic, expected, Duration::from_secs(60))
         })
         .await
         .expect("reader");
@@ -206,32 +223,4 @@ impl KafkaSetup {
         println!("{label}: {report}");
         (report, records)
     }
-}
-
-/// Kills the tansu broker (SIGKILL, a crash); starts it again when
-/// dropped, even on panic.
-pub struct KafkaOutage;
-
-impl KafkaOutage {
-    pub fn begin() -> Self {
-        sh(&tansu_script(), &["kill"]);
-        KafkaOutage
-    }
-}
-
-impl Drop for KafkaOutage {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(tansu_script())
-            .arg("start")
-            .status();
-    }
-}
-
-/// Replaces the broker with a fresh one (empty store).
-pub fn reset_broker() {
-    sh(&tansu_script(), &["reset"]);
-}
-
-fn tansu_script() -> String {
-    format!("{}/scripts/tansu.sh", env!("CARGO_MANIFEST_DIR"))
 }

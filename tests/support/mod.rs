@@ -2,6 +2,12 @@
 //! relay as a real child process, a RabbitMQ queue to read what it published,
 //! concurrent writers, the checker that counts what arrived, the relay's
 //! spans caught in memory, and a stand-in OTLP collector.
+//!
+//! The servers are private to the run: `scripts/servers.sh run -- ...`
+//! starts them and passes their addresses in `OUTBOX_TEST_*` variables; a
+//! test that restarts or stops a server starts one of its own
+//! ([`cluster::TempCluster`], [`rabbit_node::RabbitNode`],
+//! [`tansu::PrivateTansu`]).
 #![allow(dead_code)]
 
 pub mod checker;
@@ -11,10 +17,12 @@ pub mod db;
 pub mod exposition;
 pub mod kafka;
 pub mod rabbit;
+pub mod rabbit_node;
 pub mod relay;
 pub mod scenarios;
 pub mod setup;
 pub mod spans;
+pub mod tansu;
 pub mod writers;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -66,16 +74,28 @@ pub fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Restarts the machine's PostgreSQL cluster (tests of reconnection).
-pub fn restart_postgres() {
-    let version = sh("sh", &["-c", "ls /etc/postgresql | sort -n | tail -1"]);
-    sh(
-        "pg_ctlcluster",
-        &[
-            "--skip-systemctl-redirect",
-            version.trim(),
-            "main",
-            "restart",
-        ],
-    );
+/// An environment variable `scripts/servers.sh` sets; panics naming it and
+/// the way to run the tests when it is missing.
+pub fn server_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the tests use private servers; run them as \
+             `scripts/servers.sh run --kafka -- cargo nextest run` (or any command after --)"
+        )
+    })
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Sends SIGTERM to `pid` (the processes of private servers).
+pub fn sigterm(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .output();
 }

@@ -10,9 +10,13 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 
-use super::unique;
+use super::{server_env, unique};
 
-pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The broker most tests share: the run's private RabbitMQ node
+/// (`OUTBOX_TEST_AMQP_URL`, guest/guest on 127.0.0.1).
+pub fn url() -> String {
+    server_env("OUTBOX_TEST_AMQP_URL")
+}
 
 /// One message as the consumer saw it.
 #[derive(Debug, Clone)]
@@ -53,14 +57,23 @@ impl Received {
 pub struct TestQueue {
     pub exchange: String,
     pub queue: String,
+    /// The broker both live on.
+    pub url: String,
 }
 
 impl TestQueue {
-    /// Declares both (the relay's own declaration of the exchange matches).
+    /// Declares both on the shared broker (the relay's own declaration of
+    /// the exchange matches).
     pub async fn new() -> Self {
+        Self::on(&url()).await
+    }
+
+    /// Declares both on another broker, e.g. a test's own [`super::rabbit_node::RabbitNode`].
+    pub async fn on(url: &str) -> Self {
         let test = TestQueue {
             exchange: unique("outbox_test_x"),
             queue: unique("outbox_test_q"),
+            url: url.to_owned(),
         };
         test.declare().await;
         test
@@ -68,7 +81,7 @@ impl TestQueue {
 
     /// Declares the exchange and the queue (again) and binds them.
     pub async fn declare(&self) {
-        let conn = connect().await;
+        let conn = connect_to(&self.url).await;
         let channel = conn.create_channel().await.expect("channel");
         channel
             .exchange_declare(
@@ -109,7 +122,7 @@ impl TestQueue {
     /// Deletes the exchange only: publishing to it then fails with NOT_FOUND.
     #[allow(dead_code)]
     pub async fn delete_exchange(&self) {
-        let conn = connect().await;
+        let conn = connect_to(&self.url).await;
         let channel = conn.create_channel().await.expect("channel");
         channel
             .exchange_delete(
@@ -124,7 +137,7 @@ impl TestQueue {
     /// Reads until at least `expected` messages arrived, then one more quiet
     /// second to catch late duplicates. Panics after `timeout`.
     pub async fn drain(&self, expected: usize, timeout: Duration) -> Vec<Received> {
-        let conn = connect().await;
+        let conn = connect_to(&self.url).await;
         let channel = conn.create_channel().await.expect("channel");
         let mut consumer = channel
             .basic_consume(
@@ -167,7 +180,7 @@ impl TestQueue {
 
     /// Deletes the queue and exchange.
     pub async fn delete(&self) {
-        let conn = connect().await;
+        let conn = connect_to(&self.url).await;
         let channel = conn.create_channel().await.expect("channel");
         let _ = channel
             .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
@@ -182,39 +195,22 @@ impl TestQueue {
     }
 }
 
-/// Connects, retrying for a while (the broker may be restarting).
+/// Connects to the shared broker, retrying for a while.
 pub async fn connect() -> Connection {
+    connect_to(&url()).await
+}
+
+/// Connects to `url`, retrying for a while (the broker may be restarting).
+pub async fn connect_to(url: &str) -> Connection {
     let mut last = None;
     for _ in 0..150 {
-        match Connection::connect(URL, ConnectionProperties::default()).await {
+        match Connection::connect(url, ConnectionProperties::default()).await {
             Ok(c) => return c,
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("connecting to rabbitmq: {last:?}");
-}
-
-/// Stops the broker application; starts it again when dropped, even if the
-/// test panics, so one failing test cannot break the others.
-pub struct BrokerOutage;
-
-impl BrokerOutage {
-    pub fn begin() -> Self {
-        super::sh("rabbitmqctl", &["-q", "stop_app"]);
-        BrokerOutage
-    }
-}
-
-impl Drop for BrokerOutage {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .status();
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "await_startup"])
-            .status();
-    }
+    panic!("connecting to rabbitmq at {url}: {last:?}");
 }
 
 /// Deletes a test queue and its exchange when dropped, even by a panic (a
@@ -226,6 +222,7 @@ impl QueueCleanup {
         Self(TestQueue {
             exchange: queue.exchange.clone(),
             queue: queue.queue.clone(),
+            url: queue.url.clone(),
         })
     }
 }
@@ -235,6 +232,7 @@ impl Drop for QueueCleanup {
         let queue = TestQueue {
             exchange: std::mem::take(&mut self.0.exchange),
             queue: std::mem::take(&mut self.0.queue),
+            url: std::mem::take(&mut self.0.url),
         };
         // Drop may run inside a runtime, which cannot block on another task.
         let _ = std::thread::spawn(move || {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::db::TestDb;
+use super::free_port;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_outbox-relay");
@@ -23,8 +24,9 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// Postgres of `db`, RabbitMQ sink on `exchange` (declared by the relay),
-    /// a free metrics port, fast polling and retries, debug logs.
+    /// Postgres of `db`, RabbitMQ sink on `exchange` (declared by the relay)
+    /// of the run's broker, a free metrics port, fast polling and retries,
+    /// debug logs.
     pub fn new(db: &TestDb, exchange: &str) -> Self {
         let port = free_port();
         let mut config = RelayConfig {
@@ -36,6 +38,7 @@ impl RelayConfig {
         config
             .set("postgres", "url", &toml_str(&db.url))
             .set("source.polling", "poll_interval", "\"200ms\"")
+            .set("sink.rabbitmq", "url", &toml_str(&super::rabbit::url()))
             .set("sink.rabbitmq", "exchange", &toml_str(exchange))
             .set("sink.rabbitmq", "declare_exchange", "true")
             .set("sink.rabbitmq", "confirm_timeout", "\"5s\"")
@@ -304,13 +307,6 @@ pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
 /// A TOML basic string.
 pub fn toml_str(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A minimal HTTP/1.0 GET: status code and body.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::checker::{Report, verify};
 use super::db::TestDb;
 use super::rabbit::{Received, TestQueue};
-use super::relay::{Relay, RelayConfig};
+use super::relay::{Relay, RelayConfig, toml_str};
 use super::writers::Written;
 
 /// Database, queue and relay config of one test.
@@ -18,20 +18,36 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Migrated database, fresh queue, config with the given batch size.
+    /// Migrated database, fresh queue, config with the given batch size,
+    /// on the shared servers.
     pub async fn new(batch_size: usize) -> Self {
-        let db = TestDb::new();
-        let queue = TestQueue::new().await;
+        Self::on(&super::db::server(), &super::rabbit::url(), batch_size).await
+    }
+
+    /// The same on other servers (a test's own cluster or node): `pg` the
+    /// server's URL without a database, `amqp` the broker's URL.
+    pub async fn on(pg: &str, amqp: &str, batch_size: usize) -> Self {
+        let db = TestDb::on(pg);
+        let queue = TestQueue::on(amqp).await;
         let mut config = RelayConfig::new(&db, &queue.exchange);
-        config.set("source.polling", "batch_size", &batch_size.to_string());
+        config.set("sink.rabbitmq", "url", &toml_str(amqp)).set(
+            "source.polling",
+            "batch_size",
+            &batch_size.to_string(),
+        );
         config.migrate();
         Setup { config, queue, db }
     }
 
-    /// The same, reading by logical replication (slot and publication named
-    /// after the database, created by the relay).
+    /// The same as [`Setup::new`], reading by logical replication (slot and
+    /// publication named after the database, created by the relay).
     pub async fn replication(batch_size: usize) -> Self {
-        let mut setup = Self::new(batch_size).await;
+        Self::replication_on(&super::db::server(), &super::rabbit::url(), batch_size).await
+    }
+
+    /// [`Setup::replication`] on other servers, as [`Setup::on`].
+    pub async fn replication_on(pg: &str, amqp: &str, batch_size: usize) -> Self {
+        let mut setup = Self::on(pg, amqp, batch_size).await;
         let name = setup.db.name.clone();
         setup
             .config

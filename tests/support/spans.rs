@@ -55,10 +55,11 @@ impl Spans {
     }
 }
 
-/// A relay config for `db` with tracing on.
+/// A relay config for `db` and the run's RabbitMQ, with tracing on.
 pub fn config(db: &TestDb) -> Config {
     let mut config = Config::default();
     config.postgres.url = SecretUrl::new(db.url.clone());
+    config.sink.rabbitmq.url = SecretUrl::new(super::rabbit::url());
     config.tracing.enabled = true;
     config
 }
