@@ -1,17 +1,21 @@
 //! Replication mode end to end: concurrent writers' events and table-less
 //! logical messages reach RabbitMQ in commit order, rows are marked, and the
-//! slot advances to the server's position once nothing is pending.
+//! slot advances to the server's position once nothing is pending (on a
+//! cluster of the test's own: other tests' writes on the shared server
+//! would keep moving that position).
 
 mod support;
 
 use std::time::Duration;
 
+use support::cluster::TempCluster;
 use support::setup::Setup;
 use support::writers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn streams_rows_and_messages_and_advances_the_slot() {
-    let setup = Setup::replication(200).await;
+    let cluster = TempCluster::logical();
+    let setup = Setup::replication_on(&cluster.url(), &support::rabbit::url(), 200).await;
     let _relay = setup.start_relay().await;
 
     let written = writers::write(&setup.db.url, 4, 500, 5, Duration::ZERO).await;

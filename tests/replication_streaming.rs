@@ -1,11 +1,14 @@
 //! Replication mode under stress: a 100k-row transaction streams through in
 //! bounded memory, a column added mid-stream changes nothing, and an idle
-//! outbox on a busy database holds no WAL back.
+//! outbox on a busy database holds no WAL back (measured against the
+//! server's WAL position, so on a cluster of the test's own: other tests'
+//! writes on the shared server would move it too).
 
 mod support;
 
 use std::time::Duration;
 
+use support::cluster::TempCluster;
 use support::relay::Relay;
 use support::setup::Setup;
 use support::writers;
@@ -68,7 +71,8 @@ async fn column_added_while_streaming() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_outbox_busy_database_keeps_slot_lag_bounded() {
-    let setup = Setup::replication(100).await;
+    let cluster = TempCluster::logical();
+    let setup = Setup::replication_on(&cluster.url(), &support::rabbit::url(), 100).await;
     let relay = setup.start_relay().await;
     setup.db.psql("CREATE TABLE other (id serial, body text)");
     for _ in 0..5 {
