@@ -7,11 +7,9 @@
 
 mod support;
 
-use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
 
 use support::cluster::TempCluster;
-use support::db::TestDb;
 use support::relay::{Relay, RelayConfig, http_get};
 
 /// One way to be refused, and what the relay must say about it.
@@ -79,15 +77,9 @@ fn cluster() -> TempCluster {
     cluster
 }
 
-/// A relay config for `url` with the stdout sink. `RelayConfig` takes a
-/// `TestDb`; this one is never dropped, since dropping it would talk to
-/// the shared server about a database that is not there.
+/// A relay config for `url` with the stdout sink.
 fn relay_config(url: &str) -> RelayConfig {
-    let db = ManuallyDrop::new(TestDb {
-        name: "unused".into(),
-        url: url.to_owned(),
-    });
-    let mut config = RelayConfig::new(&db, "unused");
+    let mut config = RelayConfig::for_url(url, "unused");
     config
         .set("sink", "kind", "\"stdout\"")
         .set("postgres", "connect_timeout", "\"5s\"")

@@ -28,6 +28,12 @@ impl RelayConfig {
     /// of the run's broker, a free metrics port, fast polling and retries,
     /// debug logs.
     pub fn new(db: &TestDb, exchange: &str) -> Self {
+        Self::for_url(&db.url, exchange)
+    }
+
+    /// The same for a Postgres URL the test made itself (a login that must
+    /// fail, a database that does not exist).
+    pub fn for_url(postgres_url: &str, exchange: &str) -> Self {
         let port = free_port();
         let mut config = RelayConfig {
             entries: Vec::new(),
@@ -36,7 +42,7 @@ impl RelayConfig {
             dir: tempfile::tempdir().expect("temp dir"),
         };
         config
-            .set("postgres", "url", &toml_str(&db.url))
+            .set("postgres", "url", &toml_str(postgres_url))
             .set("source.polling", "poll_interval", "\"200ms\"")
             .set("sink.rabbitmq", "url", &toml_str(&super::rabbit::url()))
             .set("sink.rabbitmq", "exchange", &toml_str(exchange))
