@@ -14,7 +14,7 @@ AMQP="$OUTBOX_TEST_AMQP_URL"
 METRICS_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay/target}"
 mkdir -p "$CARGO_TARGET_DIR"
-echo "quickstart: building (the first build takes a few minutes)"
+echo "quickstart: building the relay (release; the first build takes about 4 minutes on 2 cores, cargo shows its progress)"
 cargo build --locked --release --bin outbox-relay --example consume
 BIN="$CARGO_TARGET_DIR/release/outbox-relay"
 
@@ -81,3 +81,15 @@ curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep -E '^outbox_relay_(events_
 kill -TERM "$relay_pid"
 wait "$relay_pid" && echo "quickstart: relay stopped cleanly (exit 0)"
 relay_pid=""
+cat <<EOF
+quickstart: done; the private servers stop now.
+quickstart: the binary is $BIN
+quickstart: install it with \`cargo install --path .\` or copy it anywhere (it needs only glibc).
+quickstart: to run it against your own database, write a relay.toml such as
+    [postgres]
+    url = "postgres://app:PASSWORD@db.example:5432/orders"
+    [sink.rabbitmq]
+    url = "amqp://user:PASSWORD@rabbit.example:5672/%2f"
+    exchange = "outbox"
+quickstart: then: $BIN --config relay.toml migrate && $BIN --config relay.toml run
+EOF
