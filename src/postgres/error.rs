@@ -39,20 +39,26 @@ impl fmt::Display for Described<'_> {
     }
 }
 
+/// A connect error with no server behind it (port 1 on loopback: refused
+/// at once), for the tests of what the relay says about one.
+#[cfg(test)]
+pub(crate) async fn refused_connect() -> tokio_postgres::Error {
+    tokio_postgres::connect(
+        "host=127.0.0.1 port=1 user=x connect_timeout=5",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .expect("nothing listens on port 1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn names_the_underlying_cause_without_a_server() {
-        // Port 1 on loopback: nothing listens, the connect is refused at once.
-        let error = tokio_postgres::connect(
-            "host=127.0.0.1 port=1 user=x connect_timeout=5",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .err()
-        .expect("nothing listens on port 1");
+        let error = refused_connect().await;
         let text = describe(&error).to_string();
         assert!(
             text.starts_with("error connecting to server: ") && text.len() > 30,

@@ -150,13 +150,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connect_is_unreachable() {
-        let error = tokio_postgres::connect(
-            "host=127.0.0.1 port=1 user=x connect_timeout=5",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .err()
-        .expect("nothing listens on port 1");
+        let error = crate::postgres::error::refused_connect().await;
         assert_eq!(ConnectFailure::of(&error), ConnectFailure::Unreachable);
     }
 

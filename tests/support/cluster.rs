@@ -51,17 +51,7 @@ fn as_owner(program: &str) -> Command {
 }
 
 fn run_as_owner(program: &str, args: &[&str]) -> String {
-    let out = as_owner(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    super::checked(as_owner(program).args(args), program, args)
 }
 
 impl TempCluster {

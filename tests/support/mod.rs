@@ -61,8 +61,17 @@ where
 
 /// Runs a shell command, panicking with its output if it fails.
 pub fn sh(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
+    checked(
+        std::process::Command::new(program).args(args),
+        program,
+        args,
+    )
+}
+
+/// Runs `command` (`program args`, already set up), panicking with its
+/// output if it fails; its stdout.
+pub fn checked(command: &mut std::process::Command, program: &str, args: &[&str]) -> String {
+    let out = command
         .output()
         .unwrap_or_else(|e| panic!("running {program}: {e}"));
     assert!(
