@@ -10,6 +10,7 @@
 //! [`tansu::PrivateTansu`]).
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod checker;
 pub mod cluster;
 pub mod collector;
