@@ -1,6 +1,8 @@
 //! `outbox-relay check`: validates the configuration, then connects to
 //! Postgres and the broker and reports what it found, one line per fact.
 
+use tokio_postgres::config::Host;
+
 use crate::config::{Config, SinkKind};
 use crate::migrate::trigger_installed;
 use crate::outbox::OutboxSchema;
@@ -31,6 +33,7 @@ pub async fn run(config: &Config) -> usize {
                 "postgres",
                 format!("connected to {} (server {version})", config.postgres.url),
             );
+            report_postgres_session(&config.postgres, &mut report).await;
             match OutboxSchema::load(&client, &config.outbox).await {
                 Err(e) => report(false, "outbox table", e.to_string()),
                 Ok(schema) => {
@@ -105,4 +108,30 @@ pub async fn run(config: &Config) -> usize {
         },
     }
     problems
+}
+
+/// The `postgres tls` and `postgres auth` lines, from a login of its own
+/// with the same settings (tokio-postgres does not say what it negotiated).
+async fn report_postgres_session(
+    config: &crate::config::PostgresConfig,
+    report: &mut impl FnMut(bool, &str, String),
+) {
+    let ssl = match postgres::Conninfo::parse(config.url.expose()) {
+        Ok(info) if matches!(info.pg.get_hosts().first(), Some(Host::Unix(_))) => {
+            return report(true, "postgres tls", "off (unix socket)".into());
+        }
+        Ok(info) => info.ssl,
+        Err(e) => return report(false, "postgres tls", e),
+    };
+    match crate::source::replication::connection::ReplicationConnection::probe(config).await {
+        Ok(session) => {
+            let tls = match &session.tls {
+                Some(found) => format!("{}; {}", found.summary(), ssl.summary()),
+                None => format!("off (plain text); sslmode={}", ssl.mode.name()),
+            };
+            report(true, "postgres tls", tls);
+            report(true, "postgres auth", session.auth.to_owned());
+        }
+        Err(e) => report(false, "postgres tls", e.to_string()),
+    }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::ConfigError;
-pub use secret::{SecretUrl, redact};
+pub use secret::{SecretUrl, read_secret_file, redact};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,8 +68,13 @@ impl Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
-    /// libpq-style URL or key=value connection string; may hold a password.
+    /// libpq-style URL or key=value connection string; may hold a password,
+    /// and libpq's TLS keys (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
+    /// `sslsni`; see [`crate::postgres::ssl`]).
     pub url: SecretUrl,
+    /// A file holding the password (a mounted Kubernetes or Docker secret);
+    /// it wins over a password in `url`. Empty: none.
+    pub password_file: String,
     /// Bound on one connection attempt.
     #[serde(deserialize_with = "duration::deserialize")]
     pub connect_timeout: Duration,
@@ -79,8 +84,20 @@ impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
             url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/postgres"),
+            password_file: String::new(),
             connect_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl PostgresConfig {
+    /// The password of `password_file`, read now (a rotated secret is
+    /// picked up at the next connection); `None` when no file is set.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        if self.password_file.is_empty() {
+            return Ok(None);
+        }
+        read_secret_file("postgres.password_file", &self.password_file).map(Some)
     }
 }
 

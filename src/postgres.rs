@@ -1,17 +1,19 @@
 //! Opening a normal (non-replication) Postgres session: the connection task is
 //! spawned here, and LISTEN notifications are turned into a wake-up.
 
+mod conninfo;
 mod error;
 mod refusal;
+pub mod ssl;
+pub mod starttls;
 
+pub use conninfo::{Conninfo, KeyValue, key_values};
 pub use error::{Described, describe};
 pub use refusal::{ConnectFailure, REFUSAL_INITIAL_BACKOFF, REFUSAL_MAX_BACKOFF, RefusalBackoff};
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
-use tokio_postgres::config::SslMode;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -24,16 +26,21 @@ pub enum ConnectError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("connecting to postgres timed out after {0:?}")]
     Timeout(std::time::Duration),
-    #[error("tls: {0}")]
-    Tls(String),
+    /// The connection string or a file it names (password, certificates).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl ConnectError {
     /// Whether the server refused us (and how), or was not reached.
     pub fn failure(&self) -> ConnectFailure {
         match self {
+            ConnectError::Postgres(e) if crate::tls::reason::find(e).is_some() => {
+                ConnectFailure::Tls
+            }
             ConnectError::Postgres(e) => ConnectFailure::of(e),
-            ConnectError::Timeout(_) | ConnectError::Tls(_) => ConnectFailure::Unreachable,
+            ConnectError::Config(_) => ConnectFailure::Tls,
+            ConnectError::Timeout(_) => ConnectFailure::Unreachable,
         }
     }
 }
@@ -45,27 +52,31 @@ pub async fn connect(
     purpose: &'static str,
     notify: Option<Arc<Notify>>,
 ) -> Result<Client, ConnectError> {
-    let mut pg = tokio_postgres::Config::from_str(config.url.expose())?;
+    let info = Conninfo::load(config).map_err(ConnectError::Config)?;
+    let mut pg = info.pg;
     pg.connect_timeout(config.connect_timeout);
     if pg.get_application_name().is_none() {
         pg.application_name(format!("outbox-relay {purpose}"));
     }
     let timeout = |_| ConnectError::Timeout(config.connect_timeout);
-    if pg.get_ssl_mode() == SslMode::Require {
-        let tls = crate::tls::client_config().map_err(|e| ConnectError::Tls(e.to_string()))?;
-        let connect = pg.connect(MakeRustlsConnect::new(tls));
-        let (client, connection) = tokio::time::timeout(config.connect_timeout, connect)
-            .await
-            .map_err(timeout)??;
-        drive(connection, purpose, notify);
-        Ok(client)
-    } else {
+    if info.ssl.mode == ssl::SslMode::Disable {
         let (client, connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
             .await
             .map_err(timeout)??;
         drive(connection, purpose, notify);
-        Ok(client)
+        return Ok(client);
     }
+    let tls = info
+        .ssl
+        .tls
+        .client_config()
+        .map_err(|e| ConnectError::Config(e.to_string()))?;
+    let connect = pg.connect(MakeRustlsConnect::new(tls));
+    let (client, connection) = tokio::time::timeout(config.connect_timeout, connect)
+        .await
+        .map_err(timeout)??;
+    drive(connection, purpose, notify);
+    Ok(client)
 }
 
 /// Spawns the task that drives a connection and turns notifications into

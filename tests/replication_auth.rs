@@ -16,6 +16,7 @@ fn config(url: String) -> PostgresConfig {
     PostgresConfig {
         url: SecretUrl::new(url),
         connect_timeout: Duration::from_secs(10),
+        ..PostgresConfig::default()
     }
 }
 

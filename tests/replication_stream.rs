@@ -25,6 +25,7 @@ async fn streams_decodes_and_confirms() {
     let pg = PostgresConfig {
         url: SecretUrl::new(db.url.clone()),
         connect_timeout: Duration::from_secs(10),
+        ..PostgresConfig::default()
     };
     let mut conn = ReplicationConnection::connect(&pg).await.expect("connect");
     let system = conn

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 
 use super::Config;
 
@@ -63,6 +63,21 @@ impl fmt::Display for KeyErrors<'_> {
     }
 }
 
+/// The secret keys that can also be read from a file named by an
+/// environment variable, the `*_FILE` convention of Docker and Kubernetes
+/// secrets: `OUTBOX_RELAY_POSTGRES__URL_FILE=/run/secrets/pg-url` sets
+/// `postgres.url` to that file's contents. (Keys that are themselves
+/// files, such as `postgres.password_file`, are set like any other key.)
+pub const SECRET_FILE_KEYS: [&str; 2] = ["postgres.url", "sink.rabbitmq.url"];
+
+/// `OUTBOX_RELAY_POSTGRES__URL_FILE` for `postgres.url`.
+pub fn file_var(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}_FILE",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
 pub(super) fn extract(file: Option<&Path>) -> Result<Config, ConfigError> {
     let mut figment = Figment::new();
     if let Some(path) = file {
@@ -71,7 +86,26 @@ pub(super) fn extract(file: Option<&Path>) -> Result<Config, ConfigError> {
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+    let file_vars: Vec<String> = SECRET_FILE_KEYS.iter().map(|k| file_var(k)).collect();
+    let mut ignored: Vec<String> = file_vars
+        .iter()
+        .map(|v| v[ENV_PREFIX.len()..].to_ascii_lowercase())
+        .collect();
+    ignored.push("config".into());
+    let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&ignored));
+    for (key, var) in SECRET_FILE_KEYS.iter().zip(&file_vars) {
+        if let Some(path) = std::env::var_os(var) {
+            let path = path.to_string_lossy();
+            let secret = super::read_secret_file(&format!("{key} (from {var})"), &path).map_err(
+                |problem| ConfigError::Invalid {
+                    key: (*key).to_owned(),
+                    problem,
+                },
+            )?;
+            figment = figment.merge(Serialized::default(key, secret));
+        }
+    }
     figment
         .extract::<Config>()
         .map_err(|e| ConfigError::Parse(e.into_iter().map(key_error).collect()))

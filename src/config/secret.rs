@@ -39,6 +39,19 @@ impl fmt::Display for SecretUrl {
     }
 }
 
+/// The secret in the file at `path` (a mounted Kubernetes or Docker
+/// secret), without its trailing line break. The error names `key` and the
+/// file, never its contents.
+pub fn read_secret_file(key: &str, path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config key `{key}`: cannot read {path}: {e}"))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(format!("config key `{key}`: {path} is empty"));
+    }
+    Ok(secret.to_owned())
+}
+
 /// Masks every secret in a connection string: the password of a URL's
 /// user info (`scheme://user:pw@host`), URL query parameters that carry a
 /// secret (`?password=pw`, `&sslpassword=pw`), and the same keys of a libpq
@@ -101,45 +114,19 @@ fn redact_url(mut url: url::Url) -> String {
 /// A libpq key=value string with secret values masked; `None` if it does
 /// not parse (an unterminated quote, a key without `=`).
 fn redact_key_values(text: &str) -> Option<String> {
-    let mut out = Vec::new();
-    let mut rest = text.trim_start();
-    while !rest.is_empty() {
-        let eq = rest.find('=')?;
-        let key = rest[..eq].trim();
-        if key.is_empty() || key.contains(char::is_whitespace) {
-            return None;
-        }
-        rest = rest[eq + 1..].trim_start();
-        let (value, after) = if let Some(quoted) = rest.strip_prefix('\'') {
-            let end = closing_quote(quoted)?;
-            (&rest[..end + 2], &quoted[end + 1..])
-        } else {
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            (&rest[..end], &rest[end..])
-        };
-        out.push(if is_secret(key) {
-            format!("{key}={MASK}")
-        } else {
-            format!("{key}={value}")
-        });
-        rest = after.trim_start();
-    }
-    Some(out.join(" "))
-}
-
-/// The index in `quoted` (the text after an opening quote) of the closing
-/// quote; a backslash escapes the character after it.
-fn closing_quote(quoted: &str) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in quoted.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '\'' => return Some(i),
-            _ => {}
-        }
-    }
-    None
+    let pairs = crate::postgres::key_values(text)?;
+    let masked: Vec<String> = pairs
+        .iter()
+        .map(|pair| {
+            let value = if is_secret(&pair.key) {
+                MASK
+            } else {
+                &pair.raw
+            };
+            format!("{}={value}", pair.key)
+        })
+        .collect();
+    Some(masked.join(" "))
 }
 
 #[cfg(test)]

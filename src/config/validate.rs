@@ -17,12 +17,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         positive("shutdown_grace", self.shutdown_grace)?;
 
-        tokio_postgres::Config::from_str(self.postgres.url.expose()).map_err(|e| {
-            ConfigError::invalid(
-                "postgres.url",
-                format!("not a valid connection string: {e}"),
-            )
-        })?;
+        crate::postgres::Conninfo::parse(self.postgres.url.expose())
+            .map_err(|e| ConfigError::invalid("postgres.url", e))?;
         positive("postgres.connect_timeout", self.postgres.connect_timeout)?;
 
         TableName::parse(&self.outbox.table)

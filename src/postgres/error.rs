@@ -29,6 +29,9 @@ impl fmt::Display for Described<'_> {
             }
             return Ok(());
         }
+        if let Some(reason) = crate::tls::reason::of(self.0) {
+            return write!(f, "TLS: {reason}");
+        }
         write!(f, "{}", self.0)?;
         let mut cause = self.0.source();
         while let Some(inner) = cause {

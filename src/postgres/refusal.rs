@@ -21,6 +21,10 @@ pub enum ConnectFailure {
     /// this, e.g. no CONNECT privilege on the database, or no REPLICATION
     /// attribute for a replication session.
     Permission,
+    /// TLS could not be set up: the server's certificate did not verify
+    /// (unknown CA, wrong host name, expired) or the server refused TLS
+    /// that `sslmode` requires. A setting or a certificate must change.
+    Tls,
     /// Everything else: no server answered (connection refused, timeout,
     /// DNS, a reset), or it answered that it cannot take us now (starting,
     /// too many connections). Waiting is what fixes these.
@@ -61,6 +65,7 @@ impl ConnectFailure {
             ConnectFailure::RefusedLogin => "postgres refused the login",
             ConnectFailure::MissingDatabase => "postgres has no such database",
             ConnectFailure::Permission => "postgres denied a privilege the relay needs",
+            ConnectFailure::Tls => "no trusted TLS session with postgres",
             ConnectFailure::Unreachable => "postgres not reachable",
         }
     }

@@ -119,6 +119,27 @@ impl TempCluster {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
     }
 
+    /// `postgresql://postgres@%2FDIR:PORT`: the cluster's socket, whose
+    /// trusted `local` line admits the test's own plain sessions whatever
+    /// the TCP lines demand (TLS only, certificates).
+    pub fn socket_url(&self) -> String {
+        let dir = self.dir.display().to_string().replace('/', "%2F");
+        format!("postgresql://postgres@{dir}:{}", self.port)
+    }
+
+    /// Appends `settings` to postgresql.conf and reloads (a new server
+    /// certificate, for one), waiting until the server has read them.
+    pub fn reconfigure(&self, settings: &[&str]) {
+        let path = self.dir.join("data/postgresql.conf");
+        let mut conf = std::fs::read_to_string(&path).expect("postgresql.conf");
+        for s in settings {
+            conf.push_str(&format!("\n{s}\n"));
+        }
+        std::fs::write(&path, conf).expect("write postgresql.conf");
+        self.pg_ctl(&["reload"]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
     /// Restarts the server (fast shutdown: sessions are ended), waiting
     /// until it accepts connections again.
     pub fn restart(&self) {

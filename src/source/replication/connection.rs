@@ -4,7 +4,6 @@
 //! SCRAM-SHA-256), simple queries for the replication commands, then the
 //! CopyBoth stream of XLogData and keepalives with standby status updates.
 
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -15,16 +14,23 @@ use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 
 use super::pgoutput::{Lsn, PG_EPOCH_OFFSET_MICROS};
 use crate::config::PostgresConfig;
+use crate::postgres::Conninfo;
+use crate::postgres::starttls::{self, Io, StartTlsError};
+use crate::tls::TlsReport;
 
 /// What can go wrong on a replication session.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
     #[error("connection string: {0}")]
     Config(String),
+    /// TLS could not be set up: refused by the server, or a certificate
+    /// that did not verify (the text names the reason).
+    #[error("tls: {0}")]
+    Tls(#[from] StartTlsError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("connecting to postgres timed out after {0:?}")]
@@ -65,6 +71,10 @@ impl ReplicationError {
     /// Whether the server refused the session (and how), or was not
     /// reached; meaningful for the errors of [`ReplicationConnection::connect`].
     pub fn failure(&self) -> crate::postgres::ConnectFailure {
+        if let ReplicationError::Tls(StartTlsError::Refused(_) | StartTlsError::Handshake(_)) = self
+        {
+            return crate::postgres::ConnectFailure::Tls;
+        }
         crate::postgres::ConnectFailure::of_sqlstate(self.sqlstate())
     }
 }
@@ -81,22 +91,41 @@ pub enum StreamMessage {
 /// A result row of a simple query, as text.
 pub type Row = Vec<Option<String>>;
 
-/// The byte stream under a session: TCP, or TLS over TCP.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-
 /// A replication connection.
 pub struct ReplicationConnection {
     stream: Box<dyn Io>,
     read: BytesMut,
     write: BytesMut,
+    /// What the TLS handshake found; `None` on a plain session.
+    pub tls: Option<TlsReport>,
+    /// How the server authenticated us.
+    pub auth: &'static str,
+}
+
+/// The session kinds [`ReplicationConnection::open`] opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Replication,
+    /// A normal session that only logs in, for `check`'s report.
+    Probe,
 }
 
 impl ReplicationConnection {
     /// Connects and authenticates with `replication=database`.
     pub async fn connect(config: &PostgresConfig) -> Result<Self, ReplicationError> {
-        let pg = tokio_postgres::Config::from_str(config.url.expose())
-            .map_err(|e| ReplicationError::Config(e.to_string()))?;
+        Self::open(config, Kind::Replication).await
+    }
+
+    /// Logs in on a normal session, as the relay's own sessions do, to
+    /// learn what `check` reports: the TLS session and the authentication
+    /// method (which tokio-postgres does not tell).
+    pub async fn probe(config: &PostgresConfig) -> Result<Self, ReplicationError> {
+        Self::open(config, Kind::Probe).await
+    }
+
+    async fn open(config: &PostgresConfig, kind: Kind) -> Result<Self, ReplicationError> {
+        let info = Conninfo::load(config).map_err(ReplicationError::Config)?;
+        let pg = &info.pg;
         let host = match pg.get_hosts().first() {
             Some(Host::Tcp(host)) => host.clone(),
             Some(_) => {
@@ -121,17 +150,18 @@ impl ReplicationConnection {
         .await
         .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
         stream.set_nodelay(true)?;
-        let stream: Box<dyn Io> = if pg.get_ssl_mode() == SslMode::Require {
-            Box::new(start_tls(stream, &host).await?)
-        } else {
-            Box::new(stream)
-        };
+        let negotiate = starttls::start(stream, &host, &info.ssl);
+        let (stream, tls) = tokio::time::timeout(config.connect_timeout, negotiate)
+            .await
+            .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
         let mut conn = ReplicationConnection {
             stream,
             read: BytesMut::with_capacity(64 * 1024),
             write: BytesMut::with_capacity(1024),
+            tls,
+            auth: "none asked (trust, or the client certificate)",
         };
-        let handshake = conn.startup(&user, &dbname, password.as_deref());
+        let handshake = conn.startup(&user, &dbname, password.as_deref(), kind);
         tokio::time::timeout(config.connect_timeout, handshake)
             .await
             .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
@@ -143,18 +173,20 @@ impl ReplicationConnection {
         user: &str,
         dbname: &str,
         password: Option<&[u8]>,
+        kind: Kind,
     ) -> Result<(), ReplicationError> {
-        frontend::startup_message(
-            [
-                ("user", user),
-                ("database", dbname),
+        let mut params = vec![("user", user), ("database", dbname)];
+        if kind == Kind::Replication {
+            params.extend([
                 ("replication", "database"),
                 ("application_name", "outbox-relay replication"),
                 // Timestamps in the stream are then UTC, ISO style.
                 ("options", "-c TimeZone=UTC -c DateStyle=ISO"),
-            ],
-            &mut self.write,
-        )?;
+            ]);
+        } else {
+            params.push(("application_name", "outbox-relay check"));
+        }
+        frontend::startup_message(params, &mut self.write)?;
         self.flush().await?;
         let need_password = || {
             ReplicationError::Auth("the server asks for a password; put it in postgres.url".into())
@@ -164,17 +196,20 @@ impl ReplicationConnection {
             match self.next_frame().await? {
                 Frame::Backend(Message::AuthenticationOk) => {}
                 Frame::Backend(Message::AuthenticationCleartextPassword) => {
+                    self.auth = "password (cleartext)";
                     let pw = password.ok_or_else(need_password)?;
                     frontend::password_message(pw, &mut self.write)?;
                     self.flush().await?;
                 }
                 Frame::Backend(Message::AuthenticationMd5Password(body)) => {
+                    self.auth = "md5";
                     let pw = password.ok_or_else(need_password)?;
                     let hash = md5_hash(user.as_bytes(), pw, body.salt());
                     frontend::password_message(hash.as_bytes(), &mut self.write)?;
                     self.flush().await?;
                 }
                 Frame::Backend(Message::AuthenticationSasl(body)) => {
+                    self.auth = "SCRAM-SHA-256";
                     let pw = password.ok_or_else(need_password)?;
                     let mut mechanisms = body.mechanisms();
                     let mut offered = false;
@@ -374,30 +409,6 @@ impl ReplicationConnection {
             }
         }
     }
-}
-
-/// Asks for TLS (`SSLRequest`) and, when the server agrees, wraps the
-/// socket (`sslmode=require`: encrypted, certificate not verified).
-async fn start_tls(
-    mut tcp: TcpStream,
-    host: &str,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ReplicationError> {
-    let mut request = BytesMut::new();
-    frontend::ssl_request(&mut request);
-    tcp.write_all(&request).await?;
-    let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer).await?;
-    if answer[0] != b'S' {
-        return Err(ReplicationError::Config(
-            "sslmode=require but the server does not accept TLS".into(),
-        ));
-    }
-    let config =
-        crate::tls::client_config().map_err(|e| ReplicationError::Config(e.to_string()))?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| ReplicationError::Config(format!("host `{host}`: {e}")))?;
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    Ok(connector.connect(name, tcp).await?)
 }
 
 /// A backend message, or one the codec has no variant for.
