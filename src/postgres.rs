@@ -39,7 +39,7 @@ impl ConnectError {
                 ConnectFailure::Tls
             }
             ConnectError::Postgres(e) => ConnectFailure::of(e),
-            ConnectError::Config(_) => ConnectFailure::Tls,
+            ConnectError::Config(_) => ConnectFailure::Settings,
             ConnectError::Timeout(_) => ConnectFailure::Unreachable,
         }
     }

@@ -25,6 +25,9 @@ pub enum ConnectFailure {
     /// (unknown CA, wrong host name, expired) or the server refused TLS
     /// that `sslmode` requires. A setting or a certificate must change.
     Tls,
+    /// The settings cannot be used as they are: a password or certificate
+    /// file they name is missing, unreadable or empty.
+    Settings,
     /// Everything else: no server answered (connection refused, timeout,
     /// DNS, a reset), or it answered that it cannot take us now (starting,
     /// too many connections). Waiting is what fixes these.
@@ -66,6 +69,7 @@ impl ConnectFailure {
             ConnectFailure::MissingDatabase => "postgres has no such database",
             ConnectFailure::Permission => "postgres denied a privilege the relay needs",
             ConnectFailure::Tls => "no trusted TLS session with postgres",
+            ConnectFailure::Settings => "the postgres settings cannot be used",
             ConnectFailure::Unreachable => "postgres not reachable",
         }
     }

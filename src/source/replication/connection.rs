@@ -71,11 +71,16 @@ impl ReplicationError {
     /// Whether the server refused the session (and how), or was not
     /// reached; meaningful for the errors of [`ReplicationConnection::connect`].
     pub fn failure(&self) -> crate::postgres::ConnectFailure {
-        if let ReplicationError::Tls(StartTlsError::Refused(_) | StartTlsError::Handshake(_)) = self
-        {
-            return crate::postgres::ConnectFailure::Tls;
+        use crate::postgres::ConnectFailure;
+        match self {
+            ReplicationError::Tls(StartTlsError::Refused(_) | StartTlsError::Handshake(_)) => {
+                ConnectFailure::Tls
+            }
+            ReplicationError::Config(_) | ReplicationError::Tls(StartTlsError::Config(_)) => {
+                ConnectFailure::Settings
+            }
+            _ => ConnectFailure::of_sqlstate(self.sqlstate()),
         }
-        crate::postgres::ConnectFailure::of_sqlstate(self.sqlstate())
     }
 }
 
