@@ -99,13 +99,16 @@ pub async fn run(config: &Config) -> usize {
                 Err(e) => report(false, "kafka", e.to_string()),
             },
         },
-        SinkKind::Rabbitmq => match RabbitMqSink::new(&config.sink.rabbitmq) {
-            Err(e) => report(false, "rabbitmq", e.to_string()),
-            Ok(mut sink) => match sink.probe().await {
-                Ok(detail) => report(true, "rabbitmq", detail),
+        SinkKind::Rabbitmq => {
+            match RabbitMqSink::new(&config.sink.rabbitmq) {
                 Err(e) => report(false, "rabbitmq", e.to_string()),
-            },
-        },
+                Ok(mut sink) => match sink.probe().await {
+                    Ok(detail) => report(true, "rabbitmq", detail),
+                    Err(e) => report(false, "rabbitmq", e.to_string()),
+                },
+            }
+            report_rabbitmq_session(&config.sink.rabbitmq, &mut report).await;
+        }
     }
     problems
 }
@@ -134,4 +137,22 @@ async fn report_postgres_session(
         }
         Err(e) => report(false, "postgres tls", e.to_string()),
     }
+}
+
+/// The `rabbitmq tls` and `rabbitmq auth` lines.
+async fn report_rabbitmq_session(
+    config: &crate::config::RabbitMqConfig,
+    report: &mut impl FnMut(bool, &str, String),
+) {
+    use crate::sink::rabbitmq::{login_summary, tls_report};
+    match tls_report(config).await {
+        Ok(Some((found, verified))) => report(
+            true,
+            "rabbitmq tls",
+            format!("{}; verified: {verified}", found.summary()),
+        ),
+        Ok(None) => report(true, "rabbitmq tls", "off (amqp://, plain text)".into()),
+        Err(e) => report(false, "rabbitmq tls", e),
+    }
+    report(true, "rabbitmq auth", login_summary(config));
 }

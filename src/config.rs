@@ -343,6 +343,62 @@ pub struct RabbitMqConfig {
     pub dead_letter_exchange: String,
     /// Routing key template for `dead_letter_exchange`.
     pub dead_letter_routing_key: String,
+    /// A file holding the password (a mounted Kubernetes or Docker secret);
+    /// it wins over a password in `url`. Empty: none.
+    pub password_file: String,
+    /// With `amqps://`: the PEM file of the CAs the broker's certificate
+    /// must chain to; empty: the operating system's CAs.
+    pub ca_file: String,
+    /// With `amqps://`: a client certificate (PEM) to present, for brokers
+    /// that require one or for `auth_mechanism = "external"`.
+    pub cert_file: String,
+    /// The private key (PEM, unencrypted) of `cert_file`.
+    pub key_file: String,
+    /// How the relay logs in: `plain` (user and password of the URL) or
+    /// `external` (the client certificate, RabbitMQ's
+    /// rabbitmq_auth_mechanism_ssl plugin).
+    pub auth_mechanism: AmqpAuth,
+}
+
+/// RabbitMQ's SASL mechanism for the relay's login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmqpAuth {
+    /// User name and password (the URL's, or `password_file`).
+    Plain,
+    /// The TLS client certificate names the user; no password is sent.
+    External,
+}
+
+impl RabbitMqConfig {
+    /// The password of `password_file`, read now (a rotated secret is
+    /// picked up at the next connection); `None` when no file is set.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        if self.password_file.is_empty() {
+            return Ok(None);
+        }
+        read_secret_file("sink.rabbitmq.password_file", &self.password_file).map(Some)
+    }
+
+    /// The TLS settings of an `amqps://` URL: the chain and host name are
+    /// always verified.
+    pub fn tls(&self) -> crate::tls::ClientTls {
+        let trust = if self.ca_file.is_empty() {
+            crate::tls::Trust::System
+        } else {
+            crate::tls::Trust::File(self.ca_file.clone().into())
+        };
+        let identity = (!self.cert_file.is_empty()).then(|| crate::tls::Identity {
+            cert: self.cert_file.clone().into(),
+            key: self.key_file.clone().into(),
+        });
+        crate::tls::ClientTls {
+            verification: crate::tls::Verification::ChainAndHostName,
+            trust: Some(trust),
+            identity,
+            sni: true,
+        }
+    }
 }
 
 impl Default for RabbitMqConfig {
@@ -357,6 +413,11 @@ impl Default for RabbitMqConfig {
             max_message_bytes: 16 * 1024 * 1024,
             dead_letter_exchange: String::new(),
             dead_letter_routing_key: "{aggregate_type}.{event_type}".into(),
+            password_file: String::new(),
+            ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            auth_mechanism: AmqpAuth::Plain,
         }
     }
 }

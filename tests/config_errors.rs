@@ -112,6 +112,38 @@ fn kafka_settings_are_checked() {
 }
 
 #[test]
+fn rabbitmq_tls_and_login_settings_are_checked() {
+    let rabbit = |keys: &str| check_with(&format!("[sink.rabbitmq]\n{keys}"), &[]);
+    let amqps = "url = \"amqps://relay@mq.example.com/%2f\"\n";
+    let this_file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    assert_names(
+        &rabbit("url = \"http://mq.example.com/\"\n"),
+        "sink.rabbitmq.url",
+    );
+    // TLS files with a plain-text URL would be ignored: refused instead.
+    assert_names(
+        &rabbit(&format!("ca_file = \"{this_file}\"\n")),
+        "sink.rabbitmq.ca_file",
+    );
+    assert_names(
+        &rabbit(&format!("{amqps}ca_file = \"/nonexistent/ca.pem\"\n")),
+        "sink.rabbitmq.ca_file",
+    );
+    assert_names(
+        &rabbit(&format!("{amqps}cert_file = \"{this_file}\"\n")),
+        "sink.rabbitmq.cert_file",
+    );
+    assert_names(
+        &rabbit(&format!("{amqps}auth_mechanism = \"external\"\n")),
+        "sink.rabbitmq.auth_mechanism",
+    );
+    assert_names(
+        &rabbit(&format!("{amqps}auth_mechanism = \"kerberos\"\n")),
+        "sink.rabbitmq.auth_mechanism",
+    );
+}
+
+#[test]
 fn tracing_settings_are_checked() {
     assert_names(
         &check_with(

@@ -87,15 +87,7 @@ impl Config {
             let url = url::Url::parse(rabbit.url.expose()).map_err(|e| {
                 ConfigError::invalid("sink.rabbitmq.url", format!("not a valid URL: {e}"))
             })?;
-            if url.scheme() != "amqp" {
-                return Err(ConfigError::invalid(
-                    "sink.rabbitmq.url",
-                    format!(
-                        "scheme must be amqp, got `{}` (amqps/TLS is not built in yet)",
-                        url.scheme()
-                    ),
-                ));
-            }
+            check_amqp_security(rabbit, &url)?;
             amqp_name("sink.rabbitmq.exchange", &rabbit.exchange)?;
             amqp_name("sink.rabbitmq.routing_key", &rabbit.routing_key)?;
             if !["direct", "topic", "fanout", "headers"].contains(&rabbit.exchange_type.as_str()) {
@@ -243,6 +235,62 @@ impl Config {
 /// An exchange or routing-key template: it parses, and without
 /// placeholders it fits an AMQP short string (a longer fixed name would
 /// dead-letter every event; templated ones are checked per event).
+/// The URL's scheme against the TLS and login keys: TLS files only with
+/// `amqps://`, a certificate with its key, EXTERNAL only with a certificate.
+fn check_amqp_security(rabbit: &super::RabbitMqConfig, url: &url::Url) -> Result<(), ConfigError> {
+    let tls = match url.scheme() {
+        "amqps" => true,
+        "amqp" => false,
+        other => {
+            return Err(ConfigError::invalid(
+                "sink.rabbitmq.url",
+                format!("scheme must be amqp or amqps, got `{other}`"),
+            ));
+        }
+    };
+    for (key, value) in [
+        ("sink.rabbitmq.ca_file", &rabbit.ca_file),
+        ("sink.rabbitmq.cert_file", &rabbit.cert_file),
+        ("sink.rabbitmq.key_file", &rabbit.key_file),
+    ] {
+        if value.is_empty() {
+            continue;
+        }
+        if !tls {
+            return Err(ConfigError::invalid(
+                key,
+                "is set but sink.rabbitmq.url is amqp:// (plain text): use amqps://",
+            ));
+        }
+        if let Err(e) = std::fs::metadata(value) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("cannot read {value}: {e}"),
+            ));
+        }
+    }
+    if rabbit.cert_file.is_empty() != rabbit.key_file.is_empty() {
+        return Err(ConfigError::invalid(
+            "sink.rabbitmq.cert_file",
+            "cert_file and key_file go together: set both or neither",
+        ));
+    }
+    if rabbit.auth_mechanism == super::AmqpAuth::External && rabbit.cert_file.is_empty() {
+        return Err(ConfigError::invalid(
+            "sink.rabbitmq.auth_mechanism",
+            "external logs in with the client certificate: set cert_file and key_file \
+             (and use amqps://)",
+        ));
+    }
+    if rabbit.auth_mechanism == super::AmqpAuth::External && !rabbit.password_file.is_empty() {
+        return Err(ConfigError::invalid(
+            "sink.rabbitmq.password_file",
+            "is set but auth_mechanism = \"external\" sends no password",
+        ));
+    }
+    Ok(())
+}
+
 fn amqp_name(key: &str, text: &str) -> Result<(), ConfigError> {
     let template = Template::parse(text).map_err(|e| ConfigError::invalid(key, e))?;
     match template.fixed() {

@@ -3,14 +3,17 @@
 //! order, so the broker works on many messages per round trip. Each
 //! message is built and checked by [`message`] first.
 
+mod connect;
 mod message;
+
+pub use connect::{login_summary, tls_report};
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Confirmation, Connection, ExchangeKind};
 
 use self::message::{Limits, Route};
 use super::template::Template;
@@ -92,10 +95,7 @@ impl RabbitMqSink {
     }
 
     async fn open(&self) -> Result<Link, SinkError> {
-        let connect = Connection::connect(
-            self.config.url.expose(),
-            ConnectionProperties::default().with_connection_name("outbox-relay".into()),
-        );
+        let connect = connect::open(&self.config);
         let connection = tokio::time::timeout(self.config.confirm_timeout, connect)
             .await
             .map_err(|_| {
@@ -104,7 +104,7 @@ impl RabbitMqSink {
                     self.config.url, self.config.confirm_timeout
                 ))
             })?
-            .map_err(|e| SinkError::Connect(format!("{}: {e}", self.config.url)))?;
+            .map_err(SinkError::Connect)?;
         let channel = connection
             .create_channel()
             .await

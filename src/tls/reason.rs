@@ -50,7 +50,11 @@ pub fn explain(error: &rustls::Error) -> String {
             if presented.is_empty() {
                 "no host at all".into()
             } else {
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|name| presented_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         ),
         CertificateError::Expired => "the server's certificate has expired (expired)".into(),
@@ -79,4 +83,12 @@ fn server_name(name: &rustls::pki_types::ServerName<'_>) -> String {
         rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
         other => format!("{other:?}"),
     }
+}
+
+/// `wrong.example` for rustls's `DnsName("wrong.example")`.
+fn presented_name(name: &str) -> &str {
+    ["DnsName(\"", "IpAddress(\""]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix)?.strip_suffix("\")"))
+        .unwrap_or(name)
 }

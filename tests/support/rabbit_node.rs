@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::certs::{CertFiles, Pki, ServerCert};
 use super::{free_port, sigterm, unique};
 
 /// A running private node; stopped and its files deleted on drop.
 pub struct RabbitNode {
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
     pub url: String,
+    /// The TLS listener's port, for nodes from [`RabbitNode::start_tls`].
+    pub tls_port: Option<u16>,
     env: NodeEnv,
     server: Child,
     epmd: Child,
@@ -38,6 +41,24 @@ impl RabbitNode {
     /// Starts a node and waits until it accepts AMQP connections (about
     /// 5-10 s on 2 cores).
     pub fn start() -> Self {
+        Self::start_with(None, &[])
+    }
+
+    /// A node that also listens for amqps on [`RabbitNode::tls_port`] with
+    /// `pki`'s good server certificate, asks for (but does not require) a
+    /// client certificate signed by `pki`'s CA, and offers EXTERNAL
+    /// (rabbitmq_auth_mechanism_ssl), taking the user name from the
+    /// certificate's common name.
+    pub fn start_tls(pki: &Pki) -> Self {
+        Self::start_with(Some(pki), &["tlsv1.3", "tlsv1.2"])
+    }
+
+    /// [`RabbitNode::start_tls`] offering only these TLS versions (`tlsv1.2`).
+    pub fn start_tls_versions(pki: &Pki, versions: &[&str]) -> Self {
+        Self::start_with(Some(pki), versions)
+    }
+
+    fn start_with(pki: Option<&Pki>, versions: &[&str]) -> Self {
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("outbox_test_rabbit")
@@ -45,14 +66,37 @@ impl RabbitNode {
             .expect("node dir");
         let path = dir.path();
         std::fs::create_dir_all(path.join("home")).expect("home");
-        std::fs::write(path.join("enabled_plugins"), "[].\n").expect("plugins file");
         std::fs::write(path.join("rabbitmq-env.conf"), "").expect("env file");
         let port = free_port();
-        std::fs::write(
-            path.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
-        )
-        .expect("config file");
+        let mut conf = format!("listeners.tcp.default = 127.0.0.1:{port}\n");
+        let mut plugins = "[].\n";
+        let tls_port = pki.map(|pki| {
+            let tls_port = free_port();
+            let server = pki.server(ServerCert::Good);
+            std::fs::copy(&server.cert, path.join("server.pem")).expect("server cert");
+            std::fs::copy(&server.key, path.join("server.key")).expect("server key");
+            conf.push_str(&format!(
+                "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {ca}\n\
+                 ssl_options.certfile = {dir}/server.pem\n\
+                 ssl_options.keyfile = {dir}/server.key\n\
+                 ssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = false\n\
+                 auth_mechanisms.1 = PLAIN\n\
+                 auth_mechanisms.2 = AMQPLAIN\n\
+                 auth_mechanisms.3 = EXTERNAL\n\
+                 ssl_cert_login_from = common_name\n",
+                ca = pki.ca().display(),
+                dir = path.display(),
+            ));
+            for (i, version) in versions.iter().enumerate() {
+                conf.push_str(&format!("ssl_options.versions.{} = {version}\n", i + 1));
+            }
+            plugins = "[rabbitmq_auth_mechanism_ssl].\n";
+            tls_port
+        });
+        std::fs::write(path.join("enabled_plugins"), plugins).expect("plugins file");
+        std::fs::write(path.join("rabbitmq.conf"), conf).expect("config file");
         let env = NodeEnv {
             name: format!("{}@localhost", unique("outbox_test_rabbit")),
             port,
@@ -77,6 +121,7 @@ impl RabbitNode {
             .expect("starting rabbitmq-server");
         let node = RabbitNode {
             url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            tls_port,
             env,
             server,
             epmd,
@@ -103,6 +148,22 @@ impl RabbitNode {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `amqps://USERINFO@HOST:TLS_PORT/%2f` (`userinfo` may be empty).
+    pub fn amqps_url(&self, userinfo: &str, host: &str) -> String {
+        let port = self.tls_port.expect("a node started with start_tls");
+        let at = if userinfo.is_empty() { "" } else { "@" };
+        format!("amqps://{userinfo}{at}{host}:{port}/%2f")
+    }
+
+    /// Presents another server certificate to new TLS connections from
+    /// now on (the files are replaced and Erlang's PEM cache cleared).
+    pub fn present(&self, files: &CertFiles) {
+        let dir = self.env.dir.path();
+        std::fs::copy(&files.cert, dir.join("server.pem")).expect("server cert");
+        std::fs::copy(&files.key, dir.join("server.key")).expect("server key");
+        self.ctl(&["eval", "ssl:clear_pem_cache()."]);
     }
 
     /// Stops the broker application until the returned guard drops.
