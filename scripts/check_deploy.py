@@ -52,11 +52,25 @@ def check_compose(path, doc):
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith(".") and not (path.parent / source).exists():
                 problem(path, f"service `{name}` mounts missing {source}")
+        for secret in service.get("secrets", []):
+            secret_name = secret if isinstance(secret, str) else secret.get("source", "")
+            if secret_name not in doc.get("secrets", {}):
+                problem(path, f"service `{name}` uses undeclared secret `{secret_name}`")
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            if source and not source.startswith((".", "/")) and source not in doc.get("volumes", {}):
+                problem(path, f"service `{name}` mounts undeclared volume `{source}`")
         build = service.get("build")
         if build:
             context = path.parent / build["context"]
             if not (context / build["dockerfile"]).is_file():
                 problem(path, f"service `{name}` builds from a missing Dockerfile")
+
+
+def check_compose_secrets(path, doc):
+    for name, secret in doc.get("secrets", {}).items():
+        if not (path.parent / secret.get("file", "")).is_file():
+            problem(path, f"secret `{name}` has no file {secret.get('file')}")
 
 
 def check_kubernetes(path, docs):
@@ -89,11 +103,36 @@ def check_kubernetes(path, docs):
     resources = relay.get("resources", {})
     if not resources.get("requests") or not resources.get("limits"):
         problem(path, "the relay has no resource requests and limits")
-    config_maps = {d["metadata"]["name"] for d in docs if d.get("kind") == "ConfigMap"}
+    config_maps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap"}
+    secrets = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Secret"}
+    mounts = {}
     for volume in spec.get("volumes", []):
         name = volume.get("configMap", {}).get("name")
         if name and name not in config_maps:
             problem(path, f"volume uses unknown ConfigMap {name}")
+        secret = volume.get("secret", {}).get("secretName")
+        if secret and secret not in secrets:
+            problem(path, f"volume uses unknown Secret {secret}")
+        if secret in secrets:
+            mounts[volume["name"]] = secrets[secret].get("stringData", {})
+    check_secret_files(path, relay, mounts, config_maps)
+
+
+def check_secret_files(path, relay, mounts, config_maps):
+    """Every file under a mounted Secret that the relay's config names is a
+    key of that Secret; no password sits in a URL of the config."""
+    files = set()
+    for mount in relay.get("volumeMounts", []):
+        for key in mounts.get(mount["name"], {}):
+            files.add(f"{mount['mountPath']}/{key}")
+    for config_map in config_maps.values():
+        text = config_map.get("data", {}).get("config.toml", "")
+        for named in re.findall(r"/run/secrets/[\w.-]+/[\w.-]+", text):
+            if named not in files:
+                problem(path, f"config names {named}, which no mounted Secret holds")
+        for url in re.findall(r'url = "([^"]*)"', text):
+            if re.match(r"^\w+://[^/@]*:[^/@]*@", url):
+                problem(path, f"a password in the config's URL {url.split('@')[-1]}")
 
 
 def check_dashboard(path):
@@ -132,6 +171,7 @@ def main():
         docs = load_yaml(path)
         if path.name == "docker-compose.yml" and docs:
             check_compose(path, docs[0])
+            check_compose_secrets(path, docs[0])
         if path.parent.name == "kubernetes":
             check_kubernetes(path, docs)
     for path in sorted(deploy.rglob("*.json")):

@@ -126,10 +126,6 @@ fn rabbitmq_tls_and_login_settings_are_checked() {
         "sink.rabbitmq.ca_file",
     );
     assert_names(
-        &rabbit(&format!("{amqps}ca_file = \"/nonexistent/ca.pem\"\n")),
-        "sink.rabbitmq.ca_file",
-    );
-    assert_names(
         &rabbit(&format!("{amqps}cert_file = \"{this_file}\"\n")),
         "sink.rabbitmq.cert_file",
     );

@@ -256,16 +256,12 @@ fn check_amqp_security(rabbit: &super::RabbitMqConfig, url: &url::Url) -> Result
         if value.is_empty() {
             continue;
         }
+        // The files themselves are read at each connection (a mounted
+        // secret may appear later); a missing one is named then.
         if !tls {
             return Err(ConfigError::invalid(
                 key,
                 "is set but sink.rabbitmq.url is amqp:// (plain text): use amqps://",
-            ));
-        }
-        if let Err(e) = std::fs::metadata(value) {
-            return Err(ConfigError::invalid(
-                key,
-                format!("cannot read {value}: {e}"),
             ));
         }
     }

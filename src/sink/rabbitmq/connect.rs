@@ -38,10 +38,7 @@ pub async fn open(config: &RabbitMqConfig) -> Result<Connection, String> {
     let connected = match uri.scheme {
         AMQPScheme::AMQP => Connection::connect_uri(uri, properties).await,
         AMQPScheme::AMQPS => {
-            let tls = config
-                .tls()
-                .client_config()
-                .map_err(|e| format!("sink.rabbitmq TLS settings: {e}"))?;
+            let tls = client_config(config)?;
             let connector = RustlsConnector::from(Arc::new(tls));
             let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
             Connection::connector(
@@ -70,6 +67,25 @@ pub async fn open(config: &RabbitMqConfig) -> Result<Connection, String> {
     connected.map_err(|e| format!("{}: {e}", config.url))
 }
 
+/// The rustls configuration of `amqps://`; a file that cannot be used is
+/// named with its key.
+fn client_config(config: &RabbitMqConfig) -> Result<rustls::ClientConfig, String> {
+    config.tls().client_config().map_err(|e| {
+        let key = match &e {
+            crate::tls::TlsError::File { path, .. } => [
+                ("ca_file", &config.ca_file),
+                ("cert_file", &config.cert_file),
+                ("key_file", &config.key_file),
+            ]
+            .into_iter()
+            .find(|(_, value)| *value == path)
+            .map(|(key, _)| key),
+            _ => None,
+        };
+        format!("config key `sink.rabbitmq.{}`: {e}", key.unwrap_or("ca_file"))
+    })
+}
+
 /// A refused certificate in words (unknown issuer, wrong host name,
 /// expired), in place of rustls's error name.
 fn handshake_error(error: std::io::Error, host: &str, port: u16) -> std::io::Error {
@@ -91,9 +107,7 @@ pub async fn tls_report(
         return Ok(None);
     }
     let tls = config.tls();
-    let client = tls
-        .client_config()
-        .map_err(|e| format!("sink.rabbitmq TLS settings: {e}"))?;
+    let client = client_config(config)?;
     let found = crate::tls::probe::direct(
         &uri.authority.host,
         uri.authority.port,
@@ -129,5 +143,27 @@ pub fn login_summary(config: &RabbitMqConfig) -> String {
             )
         }
         (AmqpAuth::Plain, Err(e)) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_tls_file_is_named_with_its_key_before_connecting() {
+        let config = RabbitMqConfig {
+            url: crate::config::SecretUrl::new("amqps://relay@192.0.2.1:5671/%2f"),
+            ca_file: "/nonexistent/ca.pem".into(),
+            ..RabbitMqConfig::default()
+        };
+        let error = open(&config)
+            .await
+            .err()
+            .expect("no CA file, no connection");
+        assert!(
+            error.contains("`sink.rabbitmq.ca_file`") && error.contains("/nonexistent/ca.pem"),
+            "{error}"
+        );
     }
 }
