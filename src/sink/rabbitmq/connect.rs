@@ -82,7 +82,10 @@ fn client_config(config: &RabbitMqConfig) -> Result<rustls::ClientConfig, String
             .map(|(key, _)| key),
             _ => None,
         };
-        format!("config key `sink.rabbitmq.{}`: {e}", key.unwrap_or("ca_file"))
+        format!(
+            "config key `sink.rabbitmq.{}`: {e}",
+            key.unwrap_or("ca_file")
+        )
     })
 }
 
@@ -157,10 +160,9 @@ mod tests {
             ca_file: "/nonexistent/ca.pem".into(),
             ..RabbitMqConfig::default()
         };
-        let error = open(&config)
-            .await
-            .err()
-            .expect("no CA file, no connection");
+        let Err(error) = open(&config).await else {
+            panic!("no CA file, no connection");
+        };
         assert!(
             error.contains("`sink.rabbitmq.ca_file`") && error.contains("/nonexistent/ca.pem"),
             "{error}"
