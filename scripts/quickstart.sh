@@ -84,7 +84,7 @@ relay_pid=""
 cat <<EOF
 quickstart: done; the private servers stop now.
 quickstart: the binary is $BIN
-quickstart: install it with \`cargo install --path .\` or copy it anywhere (it needs only glibc).
+quickstart: install it with \`cargo install --path .\` or copy it anywhere (it needs glibc and OpenSSL 3, Debian's libssl3).
 quickstart: to run it against your own database, write a relay.toml such as
     [postgres]
     url = "postgres://app:PASSWORD@db.example:5432/orders"

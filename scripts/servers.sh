@@ -74,6 +74,10 @@ took() { # since $1 (from now), as 1.2s
 
 # --- what to run -------------------------------------------------------------
 install_pkg curl
+# Building the relay: librdkafka's TLS and SASL link the system OpenSSL,
+# which rdkafka-sys finds with pkg-config.
+install_pkg pkg-config
+install_pkg libssl-dev
 PG_BIN="${OUTBOX_TEST_PG_BIN:-${OUTBOX_RELAY_PG_BIN:-}}"
 unset OUTBOX_RELAY_PG_BIN
 if [ -z "$PG_BIN" ]; then
@@ -90,6 +94,8 @@ OUTBOX_TEST_RABBITMQ_BIN="${OUTBOX_TEST_RABBITMQ_BIN:-/usr/lib/rabbitmq/bin}"
 if [ -n "$kafka" ]; then
     OUTBOX_TEST_TANSU_BIN="${OUTBOX_TEST_TANSU_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/outbox-relay/tools/bin/tansu}"
     [ -x "$OUTBOX_TEST_TANSU_BIN" ] || "$(dirname "$0")/tansu.sh" install
+    # tansu has no TLS listener: the Kafka TLS tests put socat in front.
+    command -v socat >/dev/null || install_pkg socat
 fi
 
 DIR="$(mktemp -d /tmp/outbox-servers.XXXXXX)"

@@ -7,6 +7,7 @@ use crate::config::{Config, SinkKind};
 use crate::migrate::trigger_installed;
 use crate::outbox::OutboxSchema;
 use crate::postgres;
+use crate::sink::kafka::{security, tls_diagnosis};
 use crate::sink::{KafkaSink, RabbitMqSink, Sink};
 
 /// Prints findings; returns the number of problems.
@@ -85,20 +86,7 @@ pub async fn run(config: &Config) -> usize {
 
     match config.sink.kind {
         SinkKind::Stdout => report(true, "sink", "stdout (nothing to connect to)".into()),
-        SinkKind::Kafka => match KafkaSink::new(&config.sink.kafka) {
-            Err(e) => report(false, "kafka", e.to_string()),
-            Ok(mut sink) => match sink.connect().await {
-                Ok(()) => report(
-                    true,
-                    "kafka",
-                    format!(
-                        "connected to {}",
-                        crate::config::redact(&config.sink.kafka.brokers)
-                    ),
-                ),
-                Err(e) => report(false, "kafka", e.to_string()),
-            },
-        },
+        SinkKind::Kafka => report_kafka(&config.sink.kafka, &mut report).await,
         SinkKind::Rabbitmq => {
             match RabbitMqSink::new(&config.sink.rabbitmq) {
                 Err(e) => report(false, "rabbitmq", e.to_string()),
@@ -155,4 +143,37 @@ async fn report_rabbitmq_session(
         Err(e) => report(false, "rabbitmq tls", e),
     }
     report(true, "rabbitmq auth", login_summary(config));
+}
+
+/// The `kafka tls` line (a handshake of its own with the first bootstrap
+/// broker, with librdkafka's CAs, client certificate and checks), the
+/// `kafka auth` line, and the producer's own connection.
+async fn report_kafka(
+    config: &crate::config::KafkaConfig,
+    report: &mut impl FnMut(bool, &str, String),
+) {
+    match tls_diagnosis::probe(config).await {
+        Some(Ok(line)) => report(true, "kafka tls", line),
+        Some(Err(reason)) => report(false, "kafka tls", reason),
+        None => report(
+            true,
+            "kafka tls",
+            format!(
+                "off (security_protocol {})",
+                security::protocol(config).name()
+            ),
+        ),
+    }
+    report(true, "kafka auth", security::auth_summary(config));
+    match KafkaSink::new(config) {
+        Err(e) => report(false, "kafka", e.to_string()),
+        Ok(mut sink) => match sink.connect().await {
+            Ok(()) => report(
+                true,
+                "kafka",
+                format!("connected to {}", crate::config::redact(&config.brokers)),
+            ),
+            Err(e) => report(false, "kafka", e.to_string()),
+        },
+    }
 }

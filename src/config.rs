@@ -5,6 +5,7 @@
 //! Every error names the dotted key it is about, so an operator can find the
 //! line to fix. `config.example.toml` documents the same keys.
 
+mod kafka;
 mod load;
 mod secret;
 mod validate;
@@ -14,8 +15,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use kafka::{SaslMechanism, SecurityProtocol};
 pub use load::ConfigError;
-pub use secret::{SecretUrl, read_secret_file, redact};
+pub(crate) use secret::is_secret;
+pub use secret::{Secret, SecretUrl, read_secret_file, redact};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -422,8 +425,9 @@ impl Default for RabbitMqConfig {
     }
 }
 
-/// Settings of the Kafka sink.
-#[derive(Debug, Clone, Deserialize)]
+/// Settings of the Kafka sink. `Debug` masks the SASL password and any
+/// secret in the passthrough table (see `config/kafka.rs`).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` bootstrap servers.
@@ -445,10 +449,34 @@ pub struct KafkaConfig {
     /// Also publish dead-lettered events to this topic template (empty:
     /// only the dead-letter table), keyed like `key`.
     pub dead_letter_topic: String,
-    /// Any other librdkafka property, passed through as is (e.g.
-    /// `"security.protocol" = "sasl_plaintext"`); values here win.
-    /// `message.max.bytes` is also the limit the relay checks each record
-    /// against before sending (librdkafka's default: 1000000 bytes).
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`
+    /// (`security.protocol`). Unset: the passthrough table's, else
+    /// `plaintext`.
+    pub security_protocol: Option<SecurityProtocol>,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`
+    /// (`sasl.mechanisms`); needed with a `sasl_*` protocol.
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// The SASL user (`sasl.username`) of PLAIN and SCRAM.
+    pub sasl_username: String,
+    /// The SASL password (`sasl.password`); prefer `sasl_password_file`.
+    pub sasl_password: Secret,
+    /// A file holding the SASL password (a mounted Kubernetes or Docker
+    /// secret), read each time the producer is made, so a rotated
+    /// password is used from the next reconnection. Empty: none.
+    pub sasl_password_file: String,
+    /// PEM file of the CAs the brokers' certificates must chain to
+    /// (`ssl.ca.location`). Empty: the operating system's CAs.
+    pub ca_file: String,
+    /// PEM client certificate for mutual TLS (`ssl.certificate.location`);
+    /// needs `key_file`.
+    pub cert_file: String,
+    /// PEM private key of `cert_file`, unencrypted (`ssl.key.location`).
+    pub key_file: String,
+    /// Any other librdkafka property, passed through as is; values here
+    /// win over the relay's own, but may not repeat a property a typed key
+    /// above sets. `message.max.bytes` is also the limit the relay checks
+    /// each record against before sending (librdkafka's default: 1000000
+    /// bytes).
     pub librdkafka: std::collections::BTreeMap<String, String>,
 }
 
@@ -462,6 +490,14 @@ impl Default for KafkaConfig {
             message_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(5),
             dead_letter_topic: String::new(),
+            security_protocol: None,
+            sasl_mechanism: None,
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
+            sasl_password_file: String::new(),
+            ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
             librdkafka: std::collections::BTreeMap::new(),
         }
     }

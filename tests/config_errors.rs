@@ -221,3 +221,131 @@ fn a_fixed_exchange_past_255_bytes_is_refused() {
     );
     assert_ne!(check_with(&toml, &[]).status.code(), Some(2));
 }
+
+/// `check_with`'s stderr, asserting the exit code of a config error.
+fn config_error(toml: &str, env: &[(&str, &str)]) -> String {
+    let out = check_with(toml, env);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_kafka_key_set_typed_and_in_the_passthrough_table_names_both() {
+    let stderr = config_error(
+        "[sink]\nkind = \"kafka\"\n[sink.kafka]\nsecurity_protocol = \"ssl\"\n\
+         [sink.kafka.librdkafka]\n\"security.protocol\" = \"sasl_ssl\"\n",
+        &[],
+    );
+    assert!(
+        stderr.contains("`sink.kafka.security_protocol`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`sink.kafka.librdkafka.\"security.protocol\"`"),
+        "{stderr}"
+    );
+    let stderr = config_error(
+        "[sink]\nkind = \"kafka\"\n[sink.kafka]\nsecurity_protocol = \"sasl_ssl\"\n\
+         sasl_mechanism = \"PLAIN\"\nsasl_username = \"relay\"\nsasl_password = \"s3cr3t-pw\"\n\
+         [sink.kafka.librdkafka]\n\"sasl.password\" = \"other-s3cr3t\"\n",
+        &[],
+    );
+    assert!(stderr.contains("`sink.kafka.sasl_password`"), "{stderr}");
+    assert!(
+        stderr.contains("`sink.kafka.librdkafka.\"sasl.password\"`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cr3t"), "password leaked: {stderr}");
+}
+
+#[test]
+fn kafka_tls_and_sasl_files_must_exist() {
+    let kafka = "[sink]\nkind = \"kafka\"\n[sink.kafka]\nsecurity_protocol = \"ssl\"\n";
+    for (key, line) in [
+        ("ca_file", "ca_file = \"/nonexistent/ca.pem\"\n"),
+        (
+            "cert_file",
+            "cert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/c.key\"\n",
+        ),
+    ] {
+        let stderr = config_error(&format!("{kafka}{line}"), &[]);
+        assert!(stderr.contains(&format!("`sink.kafka.{key}`")), "{stderr}");
+        assert!(stderr.contains("/nonexistent/"), "names the file: {stderr}");
+    }
+    assert_names(
+        &check_with(&format!("{kafka}cert_file = \"/etc/hostname\"\n"), &[]),
+        "sink.kafka.key_file",
+    );
+    let sasl = "[sink]\nkind = \"kafka\"\n[sink.kafka]\nsecurity_protocol = \"sasl_ssl\"\n\
+                sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"relay\"\n";
+    let stderr = config_error(
+        &format!("{sasl}sasl_password_file = \"/nonexistent/pw\"\n"),
+        &[],
+    );
+    assert!(
+        stderr.contains("`sink.kafka.sasl_password_file`"),
+        "{stderr}"
+    );
+    let stderr = config_error(
+        sasl,
+        &[(
+            "OUTBOX_RELAY_SINK__KAFKA__SASL_PASSWORD_FILE",
+            "/nonexistent/pw",
+        )],
+    );
+    assert!(stderr.contains("`sink.kafka.sasl_password`"), "{stderr}");
+    assert!(
+        stderr.contains("OUTBOX_RELAY_SINK__KAFKA__SASL_PASSWORD_FILE"),
+        "{stderr}"
+    );
+    // SASL without a mechanism, or a mechanism on a protocol without SASL.
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka]\nsecurity_protocol = \"sasl_ssl\"\n",
+            &[],
+        ),
+        "sink.kafka.sasl_mechanism",
+    );
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka]\nsasl_mechanism = \"PLAIN\"\n\
+             sasl_username = \"u\"\nsasl_password = \"p\"\n",
+            &[],
+        ),
+        "sink.kafka.security_protocol",
+    );
+    assert_names(
+        &check_with(
+            "[sink]\nkind = \"kafka\"\n[sink.kafka]\nsecurity_protocol = \"tls\"\n",
+            &[],
+        ),
+        "sink.kafka.security_protocol",
+    );
+}
+
+#[test]
+fn secret_file_variables_set_their_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url_file = dir.path().join("pg-url");
+    std::fs::write(
+        &url_file,
+        "postgres://app:s3cr3t-pw@127.0.0.1:1/from_file\n",
+    )
+    .expect("url file");
+    let out = check_with(
+        "[postgres]\nconnect_timeout = \"2s\"\n[sink]\nkind = \"stdout\"\n",
+        &[(
+            "OUTBOX_RELAY_POSTGRES__URL_FILE",
+            &url_file.display().to_string(),
+        )],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "read, then unreachable: {all}");
+    assert!(all.contains("app:***@127.0.0.1:1/from_file"), "{all}");
+    assert!(!all.contains("s3cr3t-pw"), "password leaked: {all}");
+}

@@ -67,8 +67,15 @@ impl fmt::Display for KeyErrors<'_> {
 /// environment variable, the `*_FILE` convention of Docker and Kubernetes
 /// secrets: `OUTBOX_RELAY_POSTGRES__URL_FILE=/run/secrets/pg-url` sets
 /// `postgres.url` to that file's contents. (Keys that are themselves
-/// files, such as `postgres.password_file`, are set like any other key.)
-pub const SECRET_FILE_KEYS: [&str; 2] = ["postgres.url", "sink.rabbitmq.url"];
+/// files, such as `postgres.password_file`, are set like any other key.
+/// `OUTBOX_RELAY_SINK__KAFKA__SASL_PASSWORD_FILE` reads like the rule says,
+/// into `sink.kafka.sasl_password`, once at startup; the key
+/// `sink.kafka.sasl_password_file` in the file is read at each connection.)
+pub const SECRET_FILE_KEYS: [&str; 3] = [
+    "postgres.url",
+    "sink.rabbitmq.url",
+    "sink.kafka.sasl_password",
+];
 
 /// `OUTBOX_RELAY_POSTGRES__URL_FILE` for `postgres.url`.
 pub fn file_var(key: &str) -> String {
@@ -87,9 +94,11 @@ pub(super) fn extract(file: Option<&Path>) -> Result<Config, ConfigError> {
         figment = figment.merge(Toml::file_exact(path));
     }
     let file_vars: Vec<String> = SECRET_FILE_KEYS.iter().map(|k| file_var(k)).collect();
-    let mut ignored: Vec<String> = file_vars
+    // The environment provider filters keys after splitting them on `__`:
+    // `POSTGRES__URL_FILE` is seen as `postgres.url_file`.
+    let mut ignored: Vec<String> = SECRET_FILE_KEYS
         .iter()
-        .map(|v| v[ENV_PREFIX.len()..].to_ascii_lowercase())
+        .map(|k| format!("{k}_file"))
         .collect();
     ignored.push("config".into());
     let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();

@@ -1,4 +1,5 @@
-//! Connection URLs that may carry a password and so must never be logged.
+//! Connection URLs that may carry a password, and passwords given on their
+//! own, which must never be logged.
 
 use std::fmt;
 
@@ -39,15 +40,57 @@ impl fmt::Display for SecretUrl {
     }
 }
 
+/// A password written in the configuration itself (`sink.kafka.sasl_password`).
+/// `Debug` and `Display` show `***` (or nothing when it is empty), so the
+/// configuration can be printed whole; [`Secret::expose`] gives the real
+/// text to the one place that authenticates.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password read from somewhere other than the config file.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Secret(secret.into())
+    }
+
+    /// The password, for authenticating only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Unset: an empty password means none was configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { MASK })
+    }
+}
+
 /// The secret in the file at `path` (a mounted Kubernetes or Docker
 /// secret), without its trailing line break. The error names `key` and the
 /// file, never its contents.
 pub fn read_secret_file(key: &str, path: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("config key `{key}`: cannot read {path}: {e}"))?;
+    read_secret(path).map_err(|problem| format!("config key `{key}`: {problem}"))
+}
+
+/// [`read_secret_file`] whose error is only the problem, for a
+/// [`super::ConfigError`] that names the key itself.
+pub(crate) fn read_secret(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let secret = text.trim_end_matches(['\n', '\r']);
     if secret.is_empty() {
-        return Err(format!("config key `{key}`: {path} is empty"));
+        return Err(format!("{path} is empty"));
     }
     Ok(secret.to_owned())
 }
@@ -76,7 +119,7 @@ pub fn redact(text: &str) -> String {
 
 /// Whether a connection parameter named `key` holds a secret: libpq's
 /// `password` and `sslpassword`, and anything else named like one.
-fn is_secret(key: &str) -> bool {
+pub(crate) fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     ["password", "passwd", "pwd", "secret", "token"]
         .iter()
@@ -131,7 +174,15 @@ fn redact_key_values(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{Secret, redact};
+
+    #[test]
+    fn a_secret_never_prints() {
+        let secret = Secret::new("pw");
+        assert_eq!(format!("{secret:?} {secret}"), "*** ***");
+        assert_eq!(secret.expose(), "pw");
+        assert_eq!(format!("{:?}", Secret::default()), "\"\"");
+    }
 
     #[test]
     fn masks_url_password() {

@@ -158,6 +158,7 @@ impl Config {
                     ));
                 }
             }
+            super::kafka::validate_security(kafka)?;
         }
 
         positive("retry.initial_backoff", self.retry.initial_backoff)?;

@@ -40,12 +40,19 @@ impl Record {
     }
 }
 
+/// librdkafka properties the test's own clients add to reach a broker
+/// behind TLS or a login (`security.protocol`, `ssl.ca.location`, ...).
+pub type ClientProps = [(String, String)];
+
 /// Creates `name` with `partitions` partitions on `brokers`.
 pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
+    create_topic_as(brokers, &[], name, partitions).await
+}
+
+/// [`create_topic`] with a client configured by `props`.
+pub async fn create_topic_as(brokers: &str, props: &ClientProps, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        client(brokers, props).create().expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let results = admin
         .create_topics(
@@ -63,8 +70,19 @@ pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
 /// time up to its high watermark (tansu 0.6 does not always serve several
 /// partitions in one fetch). `expected` is a floor on the total.
 pub fn read_all(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<Record> {
+    read_all_as(brokers, &[], topic, expected, timeout)
+}
+
+/// [`read_all`] with consumers configured by `props`.
+pub fn read_all_as(
+    brokers: &str,
+    props: &ClientProps,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<Record> {
     let deadline = Instant::now() + timeout;
-    let probe: BaseConsumer = consumer(brokers);
+    let probe: BaseConsumer = consumer(brokers, props);
     let metadata = probe
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
@@ -81,7 +99,7 @@ pub fn read_all(brokers: &str, topic: &str, expected: usize, timeout: Duration) 
         if high <= 0 {
             continue;
         }
-        let reader = consumer(brokers);
+        let reader = consumer(brokers, props);
         let mut assignment = TopicPartitionList::new();
         assignment
             .add_partition_offset(topic, partition, Offset::Beginning)
@@ -111,9 +129,37 @@ pub fn read_all(brokers: &str, topic: &str, expected: usize, timeout: Duration) 
     records
 }
 
-fn consumer(brokers: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+/// How many records `topic` holds: the sum of its partitions' high
+/// watermarks (nothing is deleted from a test topic).
+pub fn record_count_as(brokers: &str, props: &ClientProps, topic: &str) -> i64 {
+    let probe: BaseConsumer = consumer(brokers, props);
+    let metadata = probe
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .map(|partition| {
+            probe
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .sum()
+}
+
+fn client(brokers: &str, props: &ClientProps) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in props {
+        config.set(key, value);
+    }
+    config
+}
+
+fn consumer(brokers: &str, props: &ClientProps) -> BaseConsumer {
+    client(brokers, props)
         .set("group.id", unique("outbox_test_group"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -153,6 +199,8 @@ pub struct KafkaSetup {
     pub db: TestDb,
     /// The broker the topic lives on.
     pub brokers: String,
+    /// What the test's own clients need to reach it.
+    pub client: Vec<(String, String)>,
 }
 
 impl KafkaSetup {
@@ -164,10 +212,16 @@ impl KafkaSetup {
 
     /// The same on another broker, e.g. a test's own [`super::tansu::PrivateTansu`].
     pub async fn on(brokers: &str, batch_size: usize) -> Self {
+        Self::on_as(brokers, Vec::new(), batch_size).await
+    }
+
+    /// The same on a broker the test's own clients reach with `client`
+    /// (TLS, SASL); the relay's own settings are the test's to add.
+    pub async fn on_as(brokers: &str, client: Vec<(String, String)>, batch_size: usize) -> Self {
         let db = TestDb::new();
         let prefix = unique("outbox_test");
         let topic = format!("{prefix}.order");
-        create_topic(brokers, &topic, 3).await;
+        create_topic_as(brokers, &client, &topic, 3).await;
         let mut config = RelayConfig::new(&db, "unused");
         config
             .set("sink", "kind", "\"kafka\"")
@@ -190,6 +244,7 @@ impl KafkaSetup {
             topic,
             db,
             brokers: brokers.to_owned(),
+            client,
         }
     }
 
@@ -208,9 +263,10 @@ impl KafkaSetup {
         .await;
         let topic = self.topic.clone();
         let brokers = self.brokers.clone();
+        let client = self.client.clone();
         let expected = written.len();
         let records = tokio::task::spawn_blocking(move || {
-            read_all(&brokers, &topic, expected, Duration::from_secs(60))
+            read_all_as(&brokers, &client, &topic, expected, Duration::from_secs(60))
         })
         .await
         .expect("reader");

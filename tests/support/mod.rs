@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: a fresh database per test, the
 //! relay as a real child process, a RabbitMQ queue to read what it published,
 //! concurrent writers, the checker that counts what arrived, the relay's
-//! spans caught in memory, and a stand-in OTLP collector.
+//! spans caught in memory, a stand-in OTLP collector, and a TLS front for
+//! a broker without TLS.
 //!
 //! The servers are private to the run: `scripts/servers.sh run -- ...`
 //! starts them and passes their addresses in `OUTBOX_TEST_*` variables; a
@@ -24,6 +25,7 @@ pub mod scenarios;
 pub mod setup;
 pub mod spans;
 pub mod tansu;
+pub mod tls_front;
 pub mod writers;
 
 use std::sync::atomic::{AtomicU32, Ordering};

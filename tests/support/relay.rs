@@ -361,3 +361,26 @@ pub async fn run_to_exit(mut relay: Relay) -> (Option<i32>, String) {
     .await
     .expect("waiter")
 }
+
+impl RelayConfig {
+    /// `outbox-relay check`'s output (stdout then stderr) and whether it
+    /// succeeded.
+    pub fn check(&self) -> (bool, String) {
+        let out = self.output(&["check"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+/// The line of `check`'s output about `what` (`kafka`, `kafka tls`).
+pub fn check_line<'a>(text: &'a str, what: &str) -> &'a str {
+    let ok = format!("ok   {what}: ");
+    let fail = format!("FAIL {what}: ");
+    text.lines()
+        .find(|l| l.starts_with(&ok) || l.starts_with(&fail))
+        .unwrap_or_else(|| panic!("no `{what}` line in:\n{text}"))
+}

@@ -4,6 +4,8 @@
 
 mod context;
 pub mod message;
+pub mod security;
+pub mod tls_diagnosis;
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
 
-use context::RelayContext;
+use context::{LastError, RelayContext};
 use message::{KafkaMessage, MessageBuilder};
 
 use super::template::Template;
@@ -80,6 +82,8 @@ pub struct KafkaSink {
     /// Copies of dead letters, to their topic, if one is configured.
     dead_letters: Option<MessageBuilder>,
     producer: Option<Client>,
+    /// What the current producer's librdkafka last reported as an error.
+    last_error: LastError,
     ever_connected: bool,
 }
 
@@ -98,12 +102,14 @@ impl KafkaSink {
             },
             config: config.clone(),
             producer: None,
+            last_error: LastError::default(),
             ever_connected: false,
         })
     }
 
-    /// The librdkafka configuration: ours, then the passthrough table.
-    pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    /// The librdkafka configuration: ours, the typed security keys (the
+    /// SASL password file read now), then the passthrough table.
+    pub fn client_config(config: &KafkaConfig) -> Result<ClientConfig, SinkError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &config.brokers)
             .set("client.id", "outbox-relay")
@@ -117,19 +123,26 @@ impl KafkaSink {
                 PROPAGATION_PROPERTY,
                 millis(topic_propagation(effective_message_timeout(config))),
             )
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set(security::HOST_NAME_CHECK, "https");
+        let typed = security::properties(config).map_err(SinkError::Connect)?;
+        for (key, value) in typed {
+            c.set(key, value);
+        }
         for (key, value) in &config.librdkafka {
             c.set(key, value);
         }
-        c
+        Ok(c)
     }
 
     fn producer(&mut self) -> Result<Client, SinkError> {
         if let Some(p) = &self.producer {
             return Ok(p.clone());
         }
-        let producer: Client = Self::client_config(&self.config)
-            .create_with_context(RelayContext)
+        self.last_error.clear();
+        let context = RelayContext::new(security::secrets(&self.config), self.last_error.clone());
+        let producer: Client = Self::client_config(&self.config)?
+            .create_with_context(context)
             .map_err(|e| SinkError::Connect(format!("creating the kafka producer: {e}")))?;
         if self.ever_connected {
             metrics().reconnects.with_label_values(&["broker"]).inc();
@@ -230,6 +243,20 @@ impl KafkaSink {
         }
     }
 
+    /// A failed metadata request, with what librdkafka last reported (a
+    /// refused login, a failed handshake) and, over TLS, the reason a
+    /// handshake of the relay's own finds.
+    async fn connect_error(&self, error: KafkaError) -> SinkError {
+        let mut text = format!("{}: {error}", crate::config::redact(&self.config.brokers));
+        if let Some(last) = self.last_error.get() {
+            text.push_str(&format!("; last broker error: {last}"));
+        }
+        if let Some(reason) = tls_diagnosis::diagnose(&self.config).await {
+            text.push_str(&format!("; TLS: {reason}"));
+        }
+        SinkError::Connect(text)
+    }
+
     /// The record of `event` and its publish span (whose trace context
     /// replaces the row's); an event it cannot be is refused.
     fn message<'a>(
@@ -269,8 +296,11 @@ impl Sink for KafkaSink {
                 .map(|m| m.brokers().len())
         })
         .await
-        .map_err(|e| SinkError::Connect(format!("metadata task: {e}")))?
-        .map_err(|e| SinkError::Connect(format!("{}: {e}", self.config.brokers)))?;
+        .map_err(|e| SinkError::Connect(format!("metadata task: {e}")))?;
+        let metadata = match metadata {
+            Ok(brokers) => brokers,
+            Err(e) => return Err(self.connect_error(e).await),
+        };
         tracing::debug!(brokers = metadata, "kafka cluster reachable");
         metrics().set_connected(Component::Broker, true);
         Ok(())
@@ -325,25 +355,22 @@ mod tests {
         assert_eq!(topic_propagation(secs(6)), secs(2));
         assert_eq!(topic_propagation(secs(300)), secs(10));
         let mut config = KafkaConfig::default();
-        assert_eq!(
-            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
-            Some("10000")
-        );
+        let property = |config: &KafkaConfig| {
+            KafkaSink::client_config(config)
+                .expect("client config")
+                .get(PROPAGATION_PROPERTY)
+                .map(str::to_owned)
+        };
+        assert_eq!(property(&config).as_deref(), Some("10000"));
         // The passthrough's message timeout is the one librdkafka uses.
         config
             .librdkafka
             .insert("message.timeout.ms".into(), "9000".into());
         assert_eq!(effective_message_timeout(&config), secs(9));
-        assert_eq!(
-            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
-            Some("3000")
-        );
+        assert_eq!(property(&config).as_deref(), Some("3000"));
         config
             .librdkafka
             .insert(PROPAGATION_PROPERTY.into(), "500".into());
-        assert_eq!(
-            KafkaSink::client_config(&config).get(PROPAGATION_PROPERTY),
-            Some("500")
-        );
+        assert_eq!(property(&config).as_deref(), Some("500"));
     }
 }
