@@ -11,29 +11,9 @@ use std::time::Duration;
 
 use support::certs::{Pki, VALID_DAYS};
 use support::rabbit_node::RabbitNode;
-use support::relay::toml_str;
+use support::relay::{check_line, toml_str};
 use support::setup::Setup;
 use support::writers;
-
-/// `check`'s output, and whether it succeeded.
-fn check(setup: &Setup) -> (bool, String) {
-    let out = setup.config.output(&["check"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn line<'a>(text: &'a str, what: &str) -> &'a str {
-    text.lines()
-        .find(|l| {
-            l.get(5..)
-                .is_some_and(|rest| rest.starts_with(&format!("{what}: ")))
-        })
-        .unwrap_or_else(|| panic!("no `{what}` line in:\n{text}"))
-}
 
 /// The relay's connections as the broker sees them: `ssl protocol user mechanism`.
 fn relay_connections(node: &RabbitNode) -> Vec<String> {
@@ -92,9 +72,9 @@ async fn amqps_with_the_ca_file_and_a_password_file_delivers_everything() {
             &toml_str(&password.display().to_string()),
         );
 
-    let (ok, text) = check(&setup);
+    let (ok, text) = setup.config.check();
     assert!(ok, "{text}");
-    let tls = line(&text, "rabbitmq tls");
+    let tls = check_line(&text, "rabbitmq tls");
     assert!(tls.contains("TLSv1.3"), "{tls}");
     assert!(tls.contains("CN=localhost"), "{tls}");
     assert!(
@@ -105,7 +85,7 @@ async fn amqps_with_the_ca_file_and_a_password_file_delivers_everything() {
         tls.contains("chain to CA file") && tls.contains("and host name"),
         "{tls}"
     );
-    let auth = line(&text, "rabbitmq auth");
+    let auth = check_line(&text, "rabbitmq auth");
     assert!(auth.contains("PLAIN as user `guest`"), "{auth}");
     assert!(auth.contains("password from"), "{auth}");
     println!("{tls}\n{auth}");
@@ -150,11 +130,11 @@ async fn a_client_certificate_with_external_delivers_everything() {
         )
         .set("sink.rabbitmq", "auth_mechanism", "\"external\"");
 
-    let (ok, text) = check(&setup);
+    let (ok, text) = setup.config.check();
     assert!(ok, "{text}");
-    let tls = line(&text, "rabbitmq tls");
+    let tls = check_line(&text, "rabbitmq tls");
     assert!(tls.contains("client certificate"), "{tls}");
-    let auth = line(&text, "rabbitmq auth");
+    let auth = check_line(&text, "rabbitmq auth");
     assert!(auth.contains("EXTERNAL"), "{auth}");
     println!("{tls}\n{auth}");
 
@@ -183,9 +163,9 @@ async fn a_broker_with_only_tls_1_2_is_reached() {
             &toml_str(&pki.ca().display().to_string()),
         );
 
-    let (ok, text) = check(&setup);
+    let (ok, text) = setup.config.check();
     assert!(ok, "{text}");
-    let tls = line(&text, "rabbitmq tls");
+    let tls = check_line(&text, "rabbitmq tls");
     assert!(tls.contains("TLSv1.2"), "{tls}");
     println!("{tls}");
 

@@ -15,13 +15,8 @@ use support::writers;
 
 /// `check`'s `rabbitmq` and `rabbitmq tls` lines; `check` must fail.
 fn failing_check(setup: &Setup) -> String {
-    let out = setup.config.output(&["check"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "check must fail:\n{text}");
+    let (ok, text) = setup.config.check();
+    assert!(!ok, "check must fail:\n{text}");
     text.lines()
         .filter(|l| l.starts_with("FAIL rabbitmq"))
         .collect::<Vec<_>>()

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use support::certs::{CertFiles, Pki, ServerCert, VALID_DAYS};
 use support::cluster::TempCluster;
-use support::relay::{Relay, RelayConfig, toml_str};
+use support::relay::{Relay, RelayConfig, check_line, toml_str};
 use support::setup::Setup;
 use support::writers;
 
@@ -60,23 +60,7 @@ fn verify_full(pki: &Pki) -> String {
 
 /// `check`'s output for `url`, and whether it succeeded.
 fn check(url: &str) -> (bool, String) {
-    let config = RelayConfig::for_url(url, "unused");
-    let out = config.output(&["check"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// The line of `check`'s output about `what` (`postgres`, `postgres tls`).
-fn line<'a>(text: &'a str, what: &str) -> &'a str {
-    let prefix_ok = format!("ok   {what}: ");
-    let prefix_fail = format!("FAIL {what}: ");
-    text.lines()
-        .find(|l| l.starts_with(&prefix_ok) || l.starts_with(&prefix_fail))
-        .unwrap_or_else(|| panic!("no `{what}` line in:\n{text}"))
+    RelayConfig::for_url(url, "unused").check()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +80,7 @@ async fn verify_full_delivers_with_every_session_on_tls() {
 
     let (ok, text) = check(&url);
     assert!(ok, "{text}");
-    let tls = line(&text, "postgres tls");
+    let tls = check_line(&text, "postgres tls");
     assert!(tls.contains("TLSv1.3"), "{tls}");
     assert!(tls.contains("CN=localhost"), "{tls}");
     // Valid until VALID_DAYS days after it was made: a moment ago.
@@ -109,7 +93,7 @@ async fn verify_full_delivers_with_every_session_on_tls() {
         tls.contains("chain to CA file") && tls.contains("and host name"),
         "{tls}"
     );
-    println!("{tls}\n{}", line(&text, "postgres auth"));
+    println!("{tls}\n{}", check_line(&text, "postgres auth"));
 
     let relay = setup.start_relay().await;
     let written = writers::write(&setup.db.url, 4, 250, 5, Duration::ZERO).await;
@@ -145,7 +129,7 @@ async fn refuses_unknown_ca_wrong_host_and_expired_certificates() {
     let (ok, text) = check(&tcp_url("postgres", "localhost", &cluster, db, &unknown));
     assert!(!ok, "{text}");
     assert!(
-        line(&text, "postgres").contains("(unknown issuer)"),
+        check_line(&text, "postgres").contains("(unknown issuer)"),
         "{text}"
     );
 
@@ -159,7 +143,7 @@ async fn refuses_unknown_ca_wrong_host_and_expired_certificates() {
         &verify_full(&pki),
     ));
     assert!(!ok, "{text}");
-    let refused = line(&text, "postgres");
+    let refused = check_line(&text, "postgres");
     assert!(refused.contains("(wrong host name)"), "{refused}");
     assert!(
         refused.contains("127.0.0.1") && refused.contains("wrong.example"),
@@ -167,7 +151,7 @@ async fn refuses_unknown_ca_wrong_host_and_expired_certificates() {
     );
     let verify_ca = format!("sslmode=verify-ca&sslrootcert={}", pki.ca().display());
     let (_, text) = check(&tcp_url("postgres", "127.0.0.1", &cluster, db, &verify_ca));
-    let connected = line(&text, "postgres");
+    let connected = check_line(&text, "postgres");
     assert!(
         connected.starts_with("ok"),
         "verify-ca does not check the host name:\n{text}"
@@ -177,15 +161,18 @@ async fn refuses_unknown_ca_wrong_host_and_expired_certificates() {
     let url = tcp_url("postgres", "localhost", &cluster, db, &verify_full(&pki));
     let (ok, text) = check(&url);
     assert!(!ok, "{text}");
-    assert!(line(&text, "postgres").contains("(expired)"), "{text}");
+    assert!(
+        check_line(&text, "postgres").contains("(expired)"),
+        "{text}"
+    );
     let require = tcp_url("postgres", "localhost", &cluster, db, "sslmode=require");
     let (_, text) = check(&require);
     assert!(
-        line(&text, "postgres").starts_with("ok"),
+        check_line(&text, "postgres").starts_with("ok"),
         "require checks no certificate:\n{text}"
     );
     assert!(
-        line(&text, "postgres tls").contains("verified: none"),
+        check_line(&text, "postgres tls").contains("verified: none"),
         "{text}"
     );
 
@@ -219,11 +206,11 @@ async fn client_certificate_authentication() {
     let (ok, text) = check(&url);
     assert!(ok, "{text}");
     assert!(
-        line(&text, "postgres tls").contains("client certificate"),
+        check_line(&text, "postgres tls").contains("client certificate"),
         "{text}"
     );
     assert!(
-        line(&text, "postgres auth").contains("client certificate"),
+        check_line(&text, "postgres auth").contains("client certificate"),
         "{text}"
     );
 
@@ -236,7 +223,7 @@ async fn client_certificate_authentication() {
     );
     let (ok, text) = check(&without);
     assert!(!ok, "no client certificate, no login:\n{text}");
-    println!("{}", line(&text, "postgres"));
+    println!("{}", check_line(&text, "postgres"));
 
     let relay = setup.start_relay().await;
     let written = writers::write(&setup.db.url, 2, 200, 4, Duration::ZERO).await;
