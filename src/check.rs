@@ -35,6 +35,13 @@ pub async fn run(config: &Config) -> usize {
                 format!("connected to {} (server {version})", config.postgres.url),
             );
             report_postgres_session(&config.postgres, &mut report).await;
+            if config.source.mode == crate::config::SourceMode::Replication {
+                for (ok, what, detail) in
+                    crate::source::replication::slot_report::lines(config, &client).await
+                {
+                    report(ok, what, detail);
+                }
+            }
             match OutboxSchema::load(&client, &config.outbox).await {
                 Err(e) => report(false, "outbox table", e.to_string()),
                 Ok(schema) => {

@@ -250,6 +250,58 @@ pub struct ReplicationConfig {
     /// How often the relay reports its confirmed position to the server.
     #[serde(deserialize_with = "duration::deserialize")]
     pub status_interval: Duration,
+    /// Whether the slot is created as a failover slot (PostgreSQL 17+),
+    /// which a standby with `sync_replication_slots` keeps a copy of.
+    pub failover: FailoverSlot,
+    /// What to do when the slot is gone or lost (after a promotion, or
+    /// past `max_slot_wal_keep_size`).
+    pub on_lost_slot: LostSlot,
+}
+
+/// `source.replication.failover`: `true`, `false` or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailoverSlot {
+    /// A failover slot where the server has them (17+), else a plain one.
+    #[default]
+    Auto,
+    /// A failover slot; a server without them is a configuration error.
+    On,
+    /// A plain slot, also on 17+.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for FailoverSlot {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Flag(true) => Ok(FailoverSlot::On),
+            Raw::Flag(false) => Ok(FailoverSlot::Off),
+            Raw::Word(w) if w == "auto" => Ok(FailoverSlot::Auto),
+            Raw::Word(w) if w == "true" => Ok(FailoverSlot::On),
+            Raw::Word(w) if w == "false" => Ok(FailoverSlot::Off),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "`{w}` is not true, false or \"auto\""
+            ))),
+        }
+    }
+}
+
+/// `source.replication.on_lost_slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LostSlot {
+    /// Stop and ask for `outbox-relay recover-slot` (the only safe choice
+    /// with `outbox.mark = "none"`: the table does not say what was sent).
+    #[default]
+    Stop,
+    /// Create the slot again, publish every row not marked sent by a
+    /// polling pass, then stream: duplicates are possible, loss is not.
+    Recover,
 }
 
 impl Default for ReplicationConfig {
@@ -261,6 +313,8 @@ impl Default for ReplicationConfig {
             message_prefix: "outbox".into(),
             batch_size: 500,
             status_interval: Duration::from_secs(10),
+            failover: FailoverSlot::Auto,
+            on_lost_slot: LostSlot::Stop,
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub slot_lag_bytes: IntGauge,
     /// 1 while the replication slot exists and is not lost (replication mode).
     pub slot_healthy: IntGauge,
+    /// Slots created again by `on_lost_slot = "recover"` (after a promotion
+    /// or lost WAL), by reason (`missing`, `lost`).
+    pub slot_recoveries: IntCounterVec,
     /// Messages in librdkafka's producer queue (Kafka sink only).
     pub kafka_queue_messages: IntGauge,
     /// Produce requests awaiting a broker response (Kafka sink only).
@@ -204,6 +207,14 @@ impl Metrics {
                 "Rows in the dead-letter table not yet retried.",
             ))
             .expect("metric"),
+            slot_recoveries: IntCounterVec::new(
+                opts(
+                    "replication_slot_recoveries_total",
+                    "Replication slots created again after they went missing or were lost (on_lost_slot = \"recover\"), by reason.",
+                ),
+                &["reason"],
+            )
+            .expect("metric"),
             leader: IntGauge::with_opts(opts(
                 "leader",
                 "1 while this relay holds the outbox's leader lock and publishes; 0 on standby.",
@@ -275,6 +286,15 @@ impl Metrics {
                 if let Err(e) = self.registry.register(Box::new(gauge.clone())) {
                     tracing::debug!(error = %e, "replication slot gauges already registered");
                 }
+            }
+            if let Err(e) = self
+                .registry
+                .register(Box::new(self.slot_recoveries.clone()))
+            {
+                tracing::debug!(error = %e, "slot recoveries already registered");
+            }
+            for reason in ["missing", "lost"] {
+                self.slot_recoveries.with_label_values(&[reason]);
             }
         }
     }

@@ -6,6 +6,7 @@ mod error;
 mod refusal;
 pub mod ssl;
 pub mod starttls;
+pub mod target;
 
 pub use conninfo::{Conninfo, KeyValue, key_values};
 pub use error::{Described, describe};
@@ -53,26 +54,55 @@ pub async fn connect(
     notify: Option<Arc<Notify>>,
 ) -> Result<Client, ConnectError> {
     let info = Conninfo::load(config).map_err(ConnectError::Config)?;
-    let mut pg = info.pg;
+    open(info.pg, &info.ssl, config, purpose, notify).await
+}
+
+/// One session to each server of the connection string, whatever its
+/// role (a standby too), for `check`'s report on every server: each
+/// `host:port` with its session or why there is none.
+pub async fn connect_each(
+    config: &PostgresConfig,
+    purpose: &'static str,
+) -> Result<Vec<(String, Result<Client, ConnectError>)>, ConnectError> {
+    let info = Conninfo::load(config).map_err(ConnectError::Config)?;
+    let candidates = target::candidates(&info.pg).map_err(ConnectError::Config)?;
+    let mut sessions = Vec::new();
+    for (host, port) in candidates {
+        let at = target::describe_host(&host, port);
+        let one = target::single_host(&info.pg, host, port);
+        sessions.push((at, open(one, &info.ssl, config, purpose, None).await));
+    }
+    Ok(sessions)
+}
+
+/// Connects with `pg` (TLS as `ssl` says) and spawns the connection task.
+async fn open(
+    mut pg: tokio_postgres::Config,
+    ssl: &ssl::Ssl,
+    config: &PostgresConfig,
+    purpose: &'static str,
+    notify: Option<Arc<Notify>>,
+) -> Result<Client, ConnectError> {
     pg.connect_timeout(config.connect_timeout);
     if pg.get_application_name().is_none() {
         pg.application_name(format!("outbox-relay {purpose}"));
     }
-    let timeout = |_| ConnectError::Timeout(config.connect_timeout);
-    if info.ssl.mode == ssl::SslMode::Disable {
-        let (client, connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
+    // Per server tried: a multi-host string tries each in turn.
+    let limit = config.connect_timeout * u32::try_from(pg.get_hosts().len().max(1)).unwrap_or(1);
+    let timeout = |_| ConnectError::Timeout(limit);
+    if ssl.mode == ssl::SslMode::Disable {
+        let (client, connection) = tokio::time::timeout(limit, pg.connect(NoTls))
             .await
             .map_err(timeout)??;
         drive(connection, purpose, notify);
         return Ok(client);
     }
-    let tls = info
-        .ssl
+    let tls = ssl
         .tls
         .client_config()
         .map_err(|e| ConnectError::Config(e.to_string()))?;
     let connect = pg.connect(MakeRustlsConnect::new(tls));
-    let (client, connection) = tokio::time::timeout(config.connect_timeout, connect)
+    let (client, connection) = tokio::time::timeout(limit, connect)
         .await
         .map_err(timeout)??;
     drive(connection, purpose, notify);

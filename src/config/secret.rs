@@ -105,7 +105,8 @@ pub fn redact(text: &str) -> String {
     if text.contains("://") {
         return match url::Url::parse(text) {
             Ok(url) => redact_url(url),
-            Err(_) => "<unparseable url>".into(),
+            // `postgres://u:pw@a:5432,b:5433/db` is no URL to the url crate.
+            Err(_) => redact_multi_host(text).unwrap_or_else(|| "<unparseable url>".into()),
         };
     }
     match redact_key_values(text) {
@@ -152,6 +153,33 @@ fn redact_url(mut url: url::Url) -> String {
         url.set_query(Some(&masked.join("&")));
     }
     url.to_string()
+}
+
+/// A libpq multi-host URL (`scheme://user:pw@a:1,b:2/db?query`) with the
+/// password and secret query values masked: the same URL with one host
+/// stands in for the host list while the url crate masks it.
+fn redact_multi_host(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((user, hosts)) => (Some(user), hosts),
+        None => (None, authority),
+    };
+    if !hosts.contains(',') {
+        return None;
+    }
+    let stand_in = match userinfo {
+        Some(user) => format!("{scheme}://{user}@host{tail}"),
+        None => format!("{scheme}://host{tail}"),
+    };
+    let masked = redact_url(url::Url::parse(&stand_in).ok()?);
+    let after_scheme = masked.strip_prefix(&format!("{scheme}://"))?;
+    let (user_part, after_host) = match after_scheme.split_once("@host") {
+        Some((user, after)) => (format!("{user}@"), after),
+        None => (String::new(), after_scheme.strip_prefix("host")?),
+    };
+    Some(format!("{scheme}://{user_part}{hosts}{after_host}"))
 }
 
 /// A libpq key=value string with secret values masked; `None` if it does
@@ -256,6 +284,16 @@ mod tests {
     #[test]
     fn fails_safe_on_text_it_cannot_read() {
         assert_eq!(redact("postgres://[bad"), "<unparseable url>");
+        assert_eq!(
+            redact(
+                "postgres://app:s3cret@a:5432,b:5433/db?target_session_attrs=primary&password=x"
+            ),
+            "postgres://app:***@a:5432,b:5433/db?target_session_attrs=primary&password=***"
+        );
+        assert_eq!(
+            redact("postgresql://a,b/db?password=x"),
+            "postgresql://a,b/db?password=***"
+        );
         assert_eq!(
             redact("host=db password='unterminated"),
             "<unparseable; has a password>"

@@ -73,6 +73,15 @@ impl Config {
             "source.replication.status_interval",
             replication.status_interval,
         )?;
+        if replication.on_lost_slot == super::LostSlot::Recover
+            && self.outbox.mark == MarkMode::None
+        {
+            return Err(ConfigError::invalid(
+                "source.replication.on_lost_slot",
+                "\"recover\" needs outbox.mark = \"update\" or \"delete\": with \"none\" the \
+                 table does not say which rows were sent (use `outbox-relay recover-slot`)",
+            ));
+        }
         for (key, value) in [
             ("source.replication.slot", &replication.slot),
             ("source.replication.publication", &replication.publication),

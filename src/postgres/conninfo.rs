@@ -2,21 +2,26 @@
 //! and libpq's TLS parameters, which it only partly knows (it has no
 //! `verify-ca`/`verify-full`, root or client certificates, or `sslsni`).
 //! Both libpq forms are read: `postgres://...?sslmode=verify-full` and
-//! `host=db sslmode=verify-full`.
+//! `host=db sslmode=verify-full`. `target_session_attrs` is taken out too:
+//! tokio-postgres knows only `any` and `read-write`, and the replication
+//! session, which it does not open, must choose its server the same way.
 
 use std::str::FromStr;
 
 use super::ssl::Ssl;
+use super::target::TargetSession;
 use crate::config::PostgresConfig;
 
-/// The TLS keys taken out of the string and handled by [`Ssl`].
-const SSL_KEYS: [&str; 6] = [
+/// The keys taken out of the string: TLS, handled by [`Ssl`], and
+/// `target_session_attrs`, handled by [`TargetSession`].
+const OWN_KEYS: [&str; 7] = [
     "sslmode",
     "sslrootcert",
     "sslcert",
     "sslkey",
     "sslsni",
     "sslpassword",
+    "target_session_attrs",
 ];
 
 /// A parsed connection string.
@@ -24,19 +29,32 @@ const SSL_KEYS: [&str; 6] = [
 pub struct Conninfo {
     /// Everything but TLS, with tokio-postgres's `sslmode` set to what
     /// [`Ssl::mode`] needs of it (`disable`, `prefer` or `require`).
+    /// Its `target_session_attrs` is [`TargetSession::for_tokio_postgres`].
     pub pg: tokio_postgres::Config,
     pub ssl: Ssl,
+    /// Which server of a multi-host string a session settles on.
+    pub target: TargetSession,
 }
 
 impl Conninfo {
     /// Parses `url` without reading any file.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let (rest, params) = take_ssl_params(url)?;
+        let (rest, params) = take_own_params(url)?;
         let ssl = Ssl::from_params(&params)?;
+        let target = match params
+            .iter()
+            .rev()
+            .find(|(k, v)| k == "target_session_attrs" && !v.is_empty())
+        {
+            Some((_, value)) => TargetSession::parse(value)?,
+            None => TargetSession::Any,
+        };
         let rest = with_param(&rest, "sslmode", ssl.mode.for_tokio_postgres());
+        let rest = with_param(&rest, "target_session_attrs", target.for_tokio_postgres());
         let pg =
             tokio_postgres::Config::from_str(&rest).map_err(|e| super::describe(&e).to_string())?;
-        Ok(Conninfo { pg, ssl })
+        super::target::candidates(&pg)?;
+        Ok(Conninfo { pg, ssl, target })
     }
 
     /// Parses `config.url` and reads `config.password_file`, if set.
@@ -126,9 +144,9 @@ fn is_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
 }
 
-/// The string without the [`SSL_KEYS`], and those keys' values (lowercase
+/// The string without the [`OWN_KEYS`], and those keys' values (lowercase
 /// keys, last one wins as in libpq).
-fn take_ssl_params(text: &str) -> Result<(String, Vec<(String, String)>), String> {
+fn take_own_params(text: &str) -> Result<(String, Vec<(String, String)>), String> {
     let mut taken = Vec::new();
     if is_url(text) {
         let Some((base, query)) = text.split_once('?') else {
@@ -140,7 +158,7 @@ fn take_ssl_params(text: &str) -> Result<(String, Vec<(String, String)>), String
                 .next()
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .unwrap_or_default();
-            if SSL_KEYS.contains(&key.as_str()) {
+            if OWN_KEYS.contains(&key.as_str()) {
                 taken.push((key, value));
             } else {
                 kept.push(pair);
@@ -157,7 +175,7 @@ fn take_ssl_params(text: &str) -> Result<(String, Vec<(String, String)>), String
         .ok_or("not a valid connection string: unterminated quote or a key without `=`")?;
     let mut kept = Vec::new();
     for pair in pairs {
-        if SSL_KEYS.contains(&pair.key.as_str()) {
+        if OWN_KEYS.contains(&pair.key.as_str()) {
             taken.push((pair.key, pair.value));
         } else {
             kept.push(format!("{}={}", pair.key, pair.raw));
@@ -184,7 +202,7 @@ mod tests {
 
     #[test]
     fn takes_tls_keys_out_of_both_forms() {
-        let (rest, taken) = take_ssl_params(
+        let (rest, taken) = take_own_params(
             "postgres://u@db:5432/x?sslmode=verify-full&application_name=a&sslrootcert=%2Fca.pem",
         )
         .expect("parses");
@@ -197,7 +215,7 @@ mod tests {
             ]
         );
         let (rest, taken) =
-            take_ssl_params("host=db sslmode = require password='a b' sslcert='/my cert.pem'")
+            take_own_params("host=db sslmode = require password='a b' sslcert='/my cert.pem'")
                 .expect("parses");
         assert_eq!(rest, "host=db password='a b'");
         assert_eq!(taken[1], ("sslcert".to_owned(), "/my cert.pem".to_owned()));
@@ -216,5 +234,27 @@ mod tests {
             info.pg.get_ssl_mode(),
             tokio_postgres::config::SslMode::Prefer
         );
+    }
+
+    #[test]
+    fn reads_multi_host_strings_and_their_target() {
+        use tokio_postgres::config::TargetSessionAttrs;
+        let info = Conninfo::parse(
+            "postgres://u@a:5432,b:5433/db?target_session_attrs=primary&sslmode=disable",
+        )
+        .expect("parses");
+        assert_eq!(info.target, TargetSession::Primary);
+        assert_eq!(info.pg.get_hosts().len(), 2);
+        assert_eq!(info.pg.get_ports(), [5432, 5433]);
+        assert_eq!(
+            info.pg.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        let info =
+            Conninfo::parse("host=a,b port=1 user=u target_session_attrs=read-write").expect("ok");
+        assert_eq!(info.target, TargetSession::ReadWrite);
+        let refused = Conninfo::parse("host=a,b target_session_attrs=standby").expect_err("no");
+        assert!(refused.contains("read-write or primary"), "{refused}");
+        assert!(Conninfo::parse("host=a,b,c port=1,2 user=u").is_err());
     }
 }

@@ -93,6 +93,10 @@ pub enum SourceError {
     /// relay created it): continuing could skip events, so the relay stops.
     #[error("replication slot: {0}")]
     SlotUnusable(String),
+    /// The server lacks what the configuration asks for (a failover slot
+    /// before 17, a server older than the oldest supported version).
+    #[error("{0}")]
+    Unsupported(String),
     /// A stream message the pgoutput decoder cannot read. The slot sends
     /// the same bytes again after every reconnect, so the relay stops and
     /// names the position instead of looping (or skipping what it holds).
@@ -119,6 +123,7 @@ impl SourceError {
         }
         match self {
             SourceError::Schema(_)
+            | SourceError::Unsupported(_)
             | SourceError::SlotUnusable(_)
             | SourceError::Undecodable { .. } => true,
             SourceError::Claim(e)
@@ -151,6 +156,7 @@ impl SourceError {
         "replication",
         "slot_unusable",
         "slot_in_use",
+        "unsupported",
         "undecodable",
     ];
 
@@ -165,6 +171,7 @@ impl SourceError {
             SourceError::Replication(_) | SourceError::ReplicationRefused { .. } => "replication",
             SourceError::SlotUnusable(_) => "slot_unusable",
             SourceError::SlotInUse(_) => "slot_in_use",
+            SourceError::Unsupported(_) => "unsupported",
             SourceError::Undecodable { .. } => "undecodable",
         }
     }

@@ -14,7 +14,9 @@ use super::{free_port, sh};
 /// A running temporary cluster; stopped and deleted on drop.
 pub struct TempCluster {
     pub port: u16,
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
+    /// The server binaries it runs from.
+    pub(super) bin: PathBuf,
 }
 
 /// The directory of PostgreSQL server binaries the clusters run from.
@@ -29,11 +31,11 @@ pub fn pg_bin_dir() -> PathBuf {
     PathBuf::from(newest.trim())
 }
 
-fn bin(name: &str) -> String {
-    pg_bin_dir().join(name).display().to_string()
+fn bin_in(dir: &std::path::Path, name: &str) -> String {
+    dir.join(name).display().to_string()
 }
 
-fn running_as_root() -> bool {
+pub(super) fn running_as_root() -> bool {
     sh("id", &["-u"]).trim() == "0"
 }
 
@@ -58,6 +60,12 @@ impl TempCluster {
     /// `settings` go into postgresql.conf; `hba` replaces pg_hba.conf (a
     /// trusted local socket line is always added first, for setup).
     pub fn start(settings: &[&str], hba: &[&str]) -> Self {
+        Self::start_from(&pg_bin_dir(), settings, hba)
+    }
+
+    /// [`TempCluster::start`] with the server binaries in `bin` (another
+    /// major version).
+    pub fn start_from(bin: &std::path::Path, settings: &[&str], hba: &[&str]) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(super::unique("outbox_test_cluster"));
         std::fs::create_dir_all(&dir).expect("cluster dir");
@@ -66,7 +74,7 @@ impl TempCluster {
         }
         let data = dir.join("data").display().to_string();
         run_as_owner(
-            &bin("initdb"),
+            &bin_in(bin, "initdb"),
             &["-D", &data, "-U", "postgres", "--auth=trust", "-N"],
         );
         let mut conf = format!(
@@ -93,7 +101,11 @@ impl TempCluster {
             hba_text.push('\n');
         }
         append("pg_hba.conf", &hba_text);
-        let cluster = TempCluster { port, dir };
+        let cluster = TempCluster {
+            port,
+            dir,
+            bin: bin.to_path_buf(),
+        };
         cluster.pg_ctl(&["-w", "-t", "60", "start"]);
         cluster
     }
@@ -171,19 +183,19 @@ impl TempCluster {
 
     /// pg_ctl on this cluster's data directory, logging to its log file
     /// (without `-l` the server would hold our stdout pipe open).
-    fn pg_ctl(&self, args: &[&str]) {
+    pub(super) fn pg_ctl(&self, args: &[&str]) {
         let data = self.dir.join("data").display().to_string();
         let log = self.dir.join("log").display().to_string();
         let mut all = vec!["-D", &data, "-l", &log];
         all.extend_from_slice(args);
-        run_as_owner(&bin("pg_ctl"), &all);
+        run_as_owner(&bin_in(&self.bin, "pg_ctl"), &all);
     }
 }
 
 impl Drop for TempCluster {
     fn drop(&mut self) {
         let data = self.dir.join("data").display().to_string();
-        let _ = as_owner(&bin("pg_ctl"))
+        let _ = as_owner(&bin_in(&self.bin, "pg_ctl"))
             .args(["-D", &data, "-m", "immediate", "stop"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);

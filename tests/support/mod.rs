@@ -24,6 +24,7 @@ pub mod relay;
 pub mod scenarios;
 pub mod setup;
 pub mod spans;
+pub mod standby;
 pub mod tansu;
 pub mod tls_front;
 pub mod writers;

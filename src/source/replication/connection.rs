@@ -20,6 +20,7 @@ use super::pgoutput::{Lsn, PG_EPOCH_OFFSET_MICROS};
 use crate::config::PostgresConfig;
 use crate::postgres::Conninfo;
 use crate::postgres::starttls::{self, Io, StartTlsError};
+use crate::postgres::target;
 use crate::tls::TlsReport;
 
 /// What can go wrong on a replication session.
@@ -50,6 +51,19 @@ pub enum ReplicationError {
     Protocol(String),
     #[error("the server closed the replication stream")]
     Closed,
+    /// The server logged us in but does not fit `target_session_attrs`
+    /// (a standby, read-only).
+    #[error("not a {0} server (target_session_attrs={0}): a standby, or read-only")]
+    NotTarget(&'static str),
+    /// No server of a multi-host connection string would do; each one's
+    /// reason, in order.
+    #[error("no server of postgres.url would do: {servers}")]
+    NoServer {
+        servers: String,
+        /// The refusal every server answered with, if they all refused
+        /// alike (then it is retried like that refusal).
+        failure: Option<crate::postgres::ConnectFailure>,
+    },
 }
 
 /// `; name: text` for a field the server sent, else nothing.
@@ -79,6 +93,10 @@ impl ReplicationError {
             ReplicationError::Config(_) | ReplicationError::Tls(StartTlsError::Config(_)) => {
                 ConnectFailure::Settings
             }
+            ReplicationError::NoServer {
+                failure: Some(failure),
+                ..
+            } => *failure,
             _ => ConnectFailure::of_sqlstate(self.sqlstate()),
         }
     }
@@ -128,19 +146,54 @@ impl ReplicationConnection {
         Self::open(config, Kind::Probe).await
     }
 
+    /// Tries each server of the connection string in turn, as libpq does,
+    /// and settles on the first that logs us in and fits
+    /// `target_session_attrs`.
     async fn open(config: &PostgresConfig, kind: Kind) -> Result<Self, ReplicationError> {
         let info = Conninfo::load(config).map_err(ReplicationError::Config)?;
-        let pg = &info.pg;
-        let host = match pg.get_hosts().first() {
-            Some(Host::Tcp(host)) => host.clone(),
-            Some(_) => {
+        let candidates = target::candidates(&info.pg).map_err(ReplicationError::Config)?;
+        let several = candidates.len() > 1;
+        let mut tried = Vec::new();
+        let mut refusals = Vec::new();
+        for (host, port) in candidates {
+            let Host::Tcp(name) = host else {
                 return Err(ReplicationError::Config(
                     "unix sockets are not supported for replication; use a TCP host".into(),
                 ));
+            };
+            let at = target::describe_host(&Host::Tcp(name.clone()), port);
+            match Self::open_one(config, &info, &name, port, kind).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) if !several => return Err(e),
+                Err(e) => {
+                    tracing::debug!(server = %at, error = %e, "postgres server skipped");
+                    tried.push(format!("{at}: {e}"));
+                    refusals.push(e.failure());
+                }
             }
-            None => "localhost".to_owned(),
-        };
-        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        }
+        // Servers that all refused alike keep that cause: it says how to
+        // retry (slowly, for a login a rotated secret may fix).
+        let failure = refusals
+            .first()
+            .copied()
+            .filter(|f| f.is_refusal() && refusals.iter().all(|other| other == f));
+        Err(ReplicationError::NoServer {
+            servers: tried.join("; "),
+            failure,
+        })
+    }
+
+    /// One server: connect, TLS, log in, then check it fits
+    /// `target_session_attrs`.
+    async fn open_one(
+        config: &PostgresConfig,
+        info: &Conninfo,
+        host: &str,
+        port: u16,
+        kind: Kind,
+    ) -> Result<Self, ReplicationError> {
+        let pg = &info.pg;
         let user = pg
             .get_user()
             .ok_or_else(|| ReplicationError::Config("no user in postgres.url".into()))?
@@ -148,14 +201,11 @@ impl ReplicationConnection {
         let dbname = pg.get_dbname().unwrap_or(&user).to_owned();
         let password = pg.get_password().map(<[u8]>::to_vec);
 
-        let stream = tokio::time::timeout(
-            config.connect_timeout,
-            TcpStream::connect((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
         stream.set_nodelay(true)?;
-        let negotiate = starttls::start(stream, &host, &info.ssl);
+        let negotiate = starttls::start(stream, host, &info.ssl);
         let (stream, tls) = tokio::time::timeout(config.connect_timeout, negotiate)
             .await
             .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
@@ -170,6 +220,13 @@ impl ReplicationConnection {
         tokio::time::timeout(config.connect_timeout, handshake)
             .await
             .map_err(|_| ReplicationError::Timeout(config.connect_timeout))??;
+        if let Some((query, unfit)) = info.target.probe() {
+            let rows = conn.simple_query(query).await?;
+            let answer = rows.first().and_then(|r| r.first().cloned().flatten());
+            if answer.as_deref() == Some(unfit) {
+                return Err(ReplicationError::NotTarget(info.target.name()));
+            }
+        }
         Ok(conn)
     }
 

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod mapping;
 pub mod pgoutput;
 pub mod slot;
+pub mod slot_report;
 mod source;
 
 pub use source::ReplicationSource;

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use super::connection::ReplicationConnection;
 use super::pgoutput::Lsn;
-use crate::config::{PostgresConfig, ReplicationConfig};
+use crate::config::{FailoverSlot, LostSlot, PostgresConfig, ReplicationConfig};
 use crate::outbox::{OutboxSchema, TableName, quote_ident, quote_literal};
 use crate::source::SourceError;
 
@@ -89,6 +89,12 @@ pub async fn prepare(
              (ALTER SYSTEM SET wal_level = logical, then restart Postgres)"
         )));
     }
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    let failover = wants_failover(settings.failover, version)?;
     let can_replicate: bool = client
         .query_one(
             "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
@@ -147,28 +153,61 @@ pub async fn prepare(
         .map_err(db)?;
 
     let name = &settings.slot;
+    // Invalidated by a conflict on a standby it was synced to (16+), with
+    // the reason (17+): as unusable as a slot that lost its WAL.
+    let columns = match version {
+        170_000.. => "failover, invalidation_reason",
+        160_000.. => "false, CASE WHEN conflicting THEN 'conflict' END",
+        _ => "false, NULL::text",
+    };
     let slot = client
         .query_opt(
-            "SELECT active, wal_status, confirmed_flush_lsn::text FROM pg_replication_slots \
-             WHERE slot_name = $1",
+            &format!(
+                "SELECT active, wal_status, confirmed_flush_lsn::text, {columns} \
+                 FROM pg_replication_slots WHERE slot_name = $1"
+            ),
             &[name],
         )
         .await
         .map_err(db)?;
+    let create = Creation {
+        postgres,
+        name,
+        schema,
+        id_column,
+        unsent_filter,
+        state: &state,
+        version,
+        failover,
+    };
     match (slot, recorded) {
         (Some(row), recorded) => {
             let active: bool = row.get(0);
             let wal_status: Option<String> = row.get(1);
-            if wal_status.as_deref() == Some("lost") {
+            let invalidated: Option<String> = row.get(4);
+            let lost = match (wal_status.as_deref(), invalidated) {
+                (_, Some(reason)) => Some(format!("invalidated ({reason})")),
+                (Some("lost"), None) => Some("lost".to_owned()),
+                _ => None,
+            };
+            if let Some(lost) = lost {
+                if settings.on_lost_slot == LostSlot::Recover && !active {
+                    recover_slot(client, &create, "lost", &lost).await?;
+                    return create.run(client).await;
+                }
                 return Err(SourceError::SlotUnusable(format!(
-                    "`{name}` is lost: Postgres removed WAL it still needed (see \
+                    "`{name}` is {lost}: Postgres removed WAL or rows it still needed (see \
                      max_slot_wal_keep_size), so events may be missing from the stream. \
                      Run `outbox-relay recover-slot` to recreate it and publish every row \
-                     not yet marked sent"
+                     not yet marked sent, or set source.replication.on_lost_slot = \"recover\""
                 )));
             }
             if active {
                 return Err(SourceError::SlotInUse(name.to_owned()));
+            }
+            let is_failover: bool = row.get(3);
+            if version >= 170_000 && is_failover != failover {
+                set_failover(postgres, name, failover).await?;
             }
             let (catch_up, marked, partial) = match recorded {
                 Some(r) => (
@@ -199,11 +238,18 @@ pub async fn prepare(
         }
         (None, Some(recorded)) => {
             let created: String = recorded.get(1);
+            let gone = format!(
+                "was created by the relay at {created} but does not exist on this server \
+                 (a promoted standby without a synchronised copy, or dropped)"
+            );
+            if settings.on_lost_slot == LostSlot::Recover {
+                recover_slot(client, &create, "missing", &gone).await?;
+                return create.run(client).await;
+            }
             Err(SourceError::SlotUnusable(format!(
-                "`{name}` was created by the relay at {created} but no longer exists; \
-                 events written since it vanished would be skipped if it were re-created \
-                 silently. Run `outbox-relay recover-slot` to recreate it and publish \
-                 every row not yet marked sent"
+                "`{name}` {gone}; events written since it vanished would be skipped if it were \
+                 re-created silently. Run `outbox-relay recover-slot` to recreate it and publish \
+                 every row not yet marked sent, or set source.replication.on_lost_slot = \"recover\""
             )))
         }
         (None, None) => {
@@ -212,27 +258,137 @@ pub async fn prepare(
                     "replication slot `{name}` does not exist and source.replication.create is false"
                 )));
             }
-            create(
-                client,
-                postgres,
-                name,
-                schema,
-                id_column,
-                unsent_filter,
-                &state,
-            )
-            .await
+            create.run(client).await
         }
+    }
+}
+
+/// Whether the slot should be a failover slot on a server of `version`
+/// (`server_version_num`).
+fn wants_failover(setting: FailoverSlot, version: i32) -> Result<bool, SourceError> {
+    let supported = version >= 170_000;
+    match setting {
+        FailoverSlot::Auto => Ok(supported),
+        FailoverSlot::Off => Ok(false),
+        FailoverSlot::On if supported => Ok(true),
+        FailoverSlot::On => Err(SourceError::Unsupported(format!(
+            "source.replication.failover = true needs PostgreSQL 17 or newer (failover slots); \
+             this server is {}; set it to \"auto\" or false",
+            version_name(version)
+        ))),
+    }
+}
+
+/// `150004` as `15.4`.
+pub fn version_name(version: i32) -> String {
+    format!("{}.{}", version / 10_000, version % 10_000)
+}
+
+/// Makes an existing slot a failover slot, or a plain one (17+; the slot
+/// must not be in use, which the caller checked).
+async fn set_failover(postgres: &PostgresConfig, name: &str, on: bool) -> Result<(), SourceError> {
+    let mut conn = ReplicationConnection::connect(postgres)
+        .await
+        .map_err(super::source::replication)?;
+    conn.simple_query(&format!(
+        "ALTER_REPLICATION_SLOT {} (FAILOVER {on})",
+        quote_ident(name)
+    ))
+    .await
+    .map_err(|e| SourceError::Replication(format!("making `{name}` failover={on}: {e}")))?;
+    tracing::info!(slot = %name, failover = on, "changed the replication slot's failover setting");
+    Ok(())
+}
+
+/// `on_lost_slot = "recover"`: forgets the lost or missing slot so that
+/// [`Creation::run`] makes it again with a pass over every unsent row.
+/// Logged, counted and alerted on (`outbox_relay_replication_slot_recoveries_total`).
+async fn recover_slot(
+    client: &Client,
+    create: &Creation<'_>,
+    reason: &'static str,
+    what: &str,
+) -> Result<(), SourceError> {
+    let db = |e: tokio_postgres::Error| SourceError::Claim(e);
+    let name = create.name;
+    tracing::warn!(
+        slot = %name,
+        reason,
+        "replication slot {what}: creating it again and publishing every row not marked sent \
+         before streaming (on_lost_slot = \"recover\"; rows published but not yet marked are \
+         published again)"
+    );
+    client
+        .query_opt(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = $1 AND NOT active",
+            &[&name],
+        )
+        .await
+        .map_err(db)?;
+    client
+        .execute(
+            &format!("DELETE FROM {} WHERE slot = $1", create.state),
+            &[&name],
+        )
+        .await
+        .map_err(db)?;
+    crate::metrics::metrics()
+        .slot_recoveries
+        .with_label_values(&[reason])
+        .inc();
+    Ok(())
+}
+
+/// What creating the slot needs.
+struct Creation<'a> {
+    postgres: &'a PostgresConfig,
+    name: &'a str,
+    schema: &'a OutboxSchema,
+    id_column: &'a str,
+    unsent_filter: &'a str,
+    state: &'a str,
+    /// `server_version_num`: the command's syntax changed in 15.
+    version: i32,
+    failover: bool,
+}
+
+impl Creation<'_> {
+    /// `CREATE_REPLICATION_SLOT` with an exported snapshot, in the syntax
+    /// of the server's version.
+    fn command(&self) -> String {
+        let name = quote_ident(self.name);
+        if self.version < 150_000 {
+            return format!("CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput EXPORT_SNAPSHOT");
+        }
+        let failover = if self.failover { ", FAILOVER true" } else { "" };
+        format!("CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput (SNAPSHOT 'export'{failover})")
+    }
+
+    async fn run(&self, client: &Client) -> Result<SlotState, SourceError> {
+        create(
+            client,
+            self.postgres,
+            self.name,
+            &self.command(),
+            self.schema,
+            self.id_column,
+            self.unsent_filter,
+            self.state,
+        )
+        .await
     }
 }
 
 /// Creates the slot and records where the one-time pass over older rows
 /// ends, reading the table in the slot's own snapshot so that every row is
 /// either before it (the pass) or in the stream.
+#[allow(clippy::too_many_arguments)]
 async fn create(
     client: &Client,
     postgres: &PostgresConfig,
     name: &str,
+    command: &str,
     schema: &OutboxSchema,
     id_column: &str,
     unsent_filter: &str,
@@ -244,10 +400,7 @@ async fn create(
         .await
         .map_err(super::source::replication)?;
     let rows = conn
-        .simple_query(&format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
-            quote_ident(name)
-        ))
+        .simple_query(command)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let field = |i: usize| rows.first().and_then(|r| r.get(i).cloned().flatten());
@@ -288,7 +441,7 @@ async fn create(
         )
         .await
         .map_err(db)?;
-    tracing::info!(slot = %name, at = %confirmed, catch_up = ?catch_up, "created replication slot");
+    tracing::info!(slot = %name, at = %confirmed, catch_up = ?catch_up, command, "created replication slot");
     Ok(SlotState {
         confirmed,
         catch_up,
