@@ -114,7 +114,13 @@ impl TempCluster {
     /// changes its settings: wal_level=logical, postgres trusted on
     /// 127.0.0.1 (also for replication connections).
     pub fn logical() -> Self {
-        Self::start(
+        Self::logical_from(&pg_bin_dir())
+    }
+
+    /// [`TempCluster::logical`] from the server binaries in `bin`.
+    pub fn logical_from(bin: &std::path::Path) -> Self {
+        Self::start_from(
+            bin,
             &[
                 "wal_level = logical",
                 "max_replication_slots = 20",

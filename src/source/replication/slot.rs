@@ -186,8 +186,8 @@ pub async fn prepare(
             let wal_status: Option<String> = row.get(1);
             let invalidated: Option<String> = row.get(4);
             let lost = match (wal_status.as_deref(), invalidated) {
+                (Some("lost"), _) => Some("lost".to_owned()),
                 (_, Some(reason)) => Some(format!("invalidated ({reason})")),
-                (Some("lost"), None) => Some("lost".to_owned()),
                 _ => None,
             };
             if let Some(lost) = lost {
