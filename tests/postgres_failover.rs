@@ -261,3 +261,115 @@ async fn replication_switchover_on_17() {
 async fn replication_switchover_on_15() {
     failover(15, Mode::Replication, Loss::Switchover).await;
 }
+
+/// The two races of a failover, made to happen on 15 (no failover slots,
+/// no `synchronized_standby_slots`): the standby stops receiving WAL while
+/// the relay goes on publishing from the primary, then the primary dies
+/// and the standby is promoted. Rows the standby has but whose marks it
+/// missed are unsent there and published again (counted duplicates); rows
+/// it never got are gone from its table, so the events published for them
+/// are owed to nobody (counted apart); rows written after the promotion
+/// arrive as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_15_lost_marks_are_published_again_and_lost_rows_are_not_owed() {
+    let pair = Pair::start(15);
+    let db = TestDb::on(&pair.primary.url());
+    let url = pair.url(&db.name);
+    let primary_only = format!("{}/{}", pair.primary.url(), db.name);
+    let queue = TestQueue::new().await;
+    let _cleanup = QueueCleanup::of(&queue);
+    let mut config = RelayConfig::for_url(&url, &queue.exchange);
+    let name = toml_str(&db.name);
+    config
+        .set("source", "mode", "\"replication\"")
+        .set("source.replication", "slot", &name)
+        .set("source.replication", "publication", &name)
+        .set("source.replication", "status_interval", "\"1s\"")
+        .set("source.replication", "on_lost_slot", "\"recover\"");
+    config.migrate();
+
+    let mut relay = Relay::start(&config);
+    relay.wait_ready().await;
+    let mut owed = writers::write(&url, 2, 100, 4, Duration::ZERO).await;
+    eventually(Duration::from_secs(60), "the first rows marked", || async {
+        unsent(&url).await == 0
+    })
+    .await;
+    relay.sigterm(Duration::from_secs(10)).expect("stops");
+    // On both servers, unsent.
+    let marks_lost = writers::write(&url, 2, 50, 4, Duration::ZERO).await;
+    pair.make_async();
+    pair.stop_standby();
+    let mut relay = Relay::start(&config);
+    relay.wait_ready().await;
+    // On the primary only.
+    let rows_lost = writers::write(&primary_only, 2, 25, 4, Duration::ZERO).await;
+    eventually(
+        Duration::from_secs(60),
+        "published from the primary alone",
+        || async { unsent(&primary_only).await == 0 },
+    )
+    .await;
+
+    pair.kill_primary();
+    pair.start_standby();
+    pair.promote();
+    eventually(Duration::from_secs(60), "the slot recovered", || async {
+        relay.metric(RECOVERIES).await == Some(1.0)
+    })
+    .await;
+    let after = writers::write(&url, 2, 25, 4, Duration::ZERO).await;
+    eventually(Duration::from_secs(60), "every row marked", || async {
+        unsent(&url).await == 0
+    })
+    .await;
+
+    let rows = table_rows(&url).await;
+    let keys: HashSet<&String> = rows.values().collect();
+    owed.extend(marks_lost.iter().cloned());
+    owed.extend(after.iter().cloned());
+    let expected = owed.len() + rows_lost.len() + marks_lost.len();
+    let received = queue.drain(expected, Duration::from_secs(60)).await;
+    let mut arrived = Vec::new();
+    let mut ghosts = 0;
+    for message in &received {
+        let id = message.message_id();
+        let key = message.json()["key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if rows.get(&id) == Some(&key) {
+            arrived.push(format!("{id}/{key}"));
+        } else {
+            assert!(
+                !keys.contains(&key),
+                "{key} is in the table under another id"
+            );
+            ghosts += 1;
+        }
+    }
+    let keyed: Vec<Written> = owed
+        .iter()
+        .map(|w| Written {
+            id: format!("{}/{}", w.id, rows[&w.id]),
+            aggregate_id: w.aggregate_id.clone(),
+        })
+        .collect();
+    let report = verify(&keyed, &arrived);
+    println!(
+        "unreplicated tail: {report}; {ghosts} published for rows the promotion lost \
+         ({} written on the old primary alone); {} rows whose mark was lost",
+        rows_lost.len(),
+        marks_lost.len()
+    );
+    assert_eq!(
+        ghosts,
+        rows_lost.len(),
+        "each lost row was published once, before"
+    );
+    assert!(
+        report.duplicates >= marks_lost.len(),
+        "every row whose mark was lost is published again ({report})"
+    );
+    relay.sigkill();
+}

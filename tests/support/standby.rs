@@ -198,6 +198,27 @@ impl Pair {
             .pg_ctl(&["-w", "-t", "60", "-m", "fast", "stop"]);
     }
 
+    /// Commits stop waiting for the standby (asynchronous replication), so
+    /// the primary goes on alone while the standby is stopped.
+    pub fn make_async(&self) {
+        self.primary
+            .psql("ALTER SYSTEM SET synchronous_standby_names = ''");
+        self.primary.psql("SELECT pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Stops the standby (fast): what the primary writes meanwhile never
+    /// reaches it.
+    pub fn stop_standby(&self) {
+        self.standby
+            .pg_ctl(&["-w", "-t", "60", "-m", "fast", "stop"]);
+    }
+
+    /// Starts the stopped standby again (its primary may be gone).
+    pub fn start_standby(&self) {
+        self.standby.pg_ctl(&["-w", "-t", "60", "start"]);
+    }
+
     /// Promotes the standby, waiting until it accepts writes.
     pub fn promote(&self) {
         self.standby.pg_ctl(&["-w", "-t", "60", "promote"]);
