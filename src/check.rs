@@ -25,7 +25,12 @@ pub async fn run(config: &Config) -> usize {
         Err(e) => report(false, "postgres", format!("{}: {e}", config.postgres.url)),
         Ok(client) => {
             let version = client
-                .query_one("SHOW server_version", &[])
+                .query_one(
+                    "SELECT current_setting('server_version') || coalesce(', at ' || \
+                     host(inet_server_addr()) || ':' || inet_server_port(), '') || \
+                     CASE WHEN pg_is_in_recovery() THEN ', a standby' ELSE ', primary' END",
+                    &[],
+                )
                 .await
                 .map(|r| r.get::<_, String>(0))
                 .unwrap_or_else(|e| format!("unknown ({})", postgres::describe(&e)));
