@@ -541,12 +541,21 @@ async fn find(
         Object::Sequence { table: t, column } => {
             let (_, oid) = table(client, t).await?;
             let Some(oid) = oid else { return Ok(None) };
+            // The sequence a serial or identity column depends on, found the
+            // way pg_get_serial_sequence does, without parsing names (which
+            // fails without USAGE on the schema).
             let row = client
                 .query_opt(
-                    "SELECT s.name, has_sequence_privilege($1::text::name, s.name, 'USAGE') FROM ( \
-                       SELECT pg_get_serial_sequence($2::oid::regclass::text, a.attname) AS name \
-                       FROM pg_attribute a WHERE a.attrelid = $2::oid AND a.attname = $3::text \
-                         AND NOT a.attisdropped) s WHERE s.name IS NOT NULL",
+                    "SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname), \
+                       has_sequence_privilege($1::text::name, s.oid, 'USAGE') \
+                     FROM pg_attribute a \
+                     JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass \
+                       AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum \
+                       AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+                     JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+                     JOIN pg_namespace sn ON sn.oid = s.relnamespace \
+                     WHERE a.attrelid = $2::oid AND a.attname = $3::text AND NOT a.attisdropped \
+                     LIMIT 1",
                     &[&role, &oid, column],
                 )
                 .await?;
@@ -561,18 +570,19 @@ fn held(held: bool) -> State {
     if held { State::Held } else { State::Missing }
 }
 
-/// A table's name as SQL writes it, and its oid if it exists.
+/// A table's name as SQL writes it, and its oid if it exists. Looked up
+/// in the catalog by name: `to_regclass` fails without USAGE on the schema,
+/// which is one of the privileges to report.
 async fn table(
     client: &impl GenericClient,
     name: &TableName,
 ) -> Result<(String, Option<u32>), tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT coalesce((SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-               WHERE c.oid = to_regclass($1)), quote_ident($2) || '.' || quote_ident($3)), \
-             to_regclass($1)::oid",
-            &[&name.to_string(), &name.schema_or_public(), &name.name],
+            "SELECT quote_ident($1) || '.' || quote_ident($2), (SELECT c.oid FROM pg_class c \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+               WHERE n.nspname = $1 AND c.relname = $2)",
+            &[&name.schema_or_public(), &name.name],
         )
         .await?;
     Ok((row.try_get(0)?, row.try_get(1)?))

@@ -8,6 +8,15 @@ use tokio_postgres::GenericClient;
 
 use crate::outbox::{TableName, quote_ident};
 
+/// The oid of the table named by the parameters `schema` and `name` (`$2`),
+/// looked up in the catalog: `to_regclass` fails without USAGE on the schema.
+fn table_oid(schema: &str, name: &str) -> String {
+    format!(
+        "(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {schema} AND c.relname = {name})"
+    )
+}
+
 /// What the server says about the configured publication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
@@ -36,10 +45,13 @@ pub async fn find(
 ) -> Result<Found, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_rel r \
-               WHERE r.prpubid = p.oid AND r.prrelid = to_regclass($2)) \
-             FROM pg_publication p WHERE p.pubname = $1",
-            &[&name, &table.to_string()],
+            &format!(
+                "SELECT p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_rel r \
+                   WHERE r.prpubid = p.oid AND r.prrelid = {}) \
+                 FROM pg_publication p WHERE p.pubname = $1",
+                table_oid("$2", "$3")
+            ),
+            &[&name, &table.schema_or_public(), &table.name],
         )
         .await?;
     Ok(match row {
@@ -57,10 +69,13 @@ pub async fn may_create(
 ) -> Result<bool, tokio_postgres::Error> {
     client
         .query_one(
-            "SELECT coalesce((SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c \
-               WHERE c.oid = to_regclass($1)), false) \
-             AND has_database_privilege(current_database(), 'CREATE')",
-            &[&table.to_string()],
+            &format!(
+                "SELECT coalesce((SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c \
+                   WHERE c.oid = {}), false) \
+                 AND has_database_privilege(current_database(), 'CREATE')",
+                table_oid("$1", "$2")
+            ),
+            &[&table.schema_or_public(), &table.name],
         )
         .await?
         .try_get(0)

@@ -152,8 +152,8 @@ pub async fn prepare(
             .map_err(|e| match e.code() {
                 Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => fail(format!(
                     "publication `{publication}` does not exist and creating it failed: {} \
-                     (CREATE PUBLICATION needs ownership of {table}; run `outbox-relay migrate` \
-                     as its owner with source.mode = \"replication\")",
+                     (CREATE PUBLICATION needs ownership of {table} and CREATE on the database; \
+                     run `outbox-relay migrate` as its owner with source.mode = \"replication\")",
                     crate::postgres::describe(&e)
                 )),
                 _ => db(e),
