@@ -759,3 +759,60 @@ pub async fn check_lines(
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(config: &Config) -> Vec<(String, Privilege)> {
+        needs(config)
+            .expect("valid names")
+            .into_iter()
+            .map(|n| {
+                let object = match n.object {
+                    Object::Database => "database".to_owned(),
+                    Object::Schema(s) => format!("schema {s}"),
+                    Object::Table { name, .. } => name.name,
+                    Object::Sequence { table, column } => {
+                        format!("{}.{column} sequence", table.name)
+                    }
+                    Object::Role => "role".to_owned(),
+                };
+                (object, n.privilege)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_mode_needs_its_own_privileges() {
+        let mut config = Config::default();
+        let polling = list(&config);
+        assert!(polling.contains(&("outbox".into(), Privilege::UpdateColumn("sent_at".into()))));
+        assert!(!polling.contains(&("outbox".into(), Privilege::Delete)));
+        assert!(
+            !polling
+                .iter()
+                .any(|(o, _)| o == "role" || o == "outbox_relay_slots")
+        );
+        assert!(polling.contains(&("outbox_dead_letters.id sequence".into(), Privilege::Usage)));
+        assert!(!polling.contains(&("outbox_dead_letters".into(), Privilege::Delete)));
+
+        config.outbox.mark = MarkMode::Delete;
+        let delete = list(&config);
+        assert!(delete.contains(&("outbox".into(), Privilege::Delete)));
+        assert!(delete.contains(&("outbox".into(), Privilege::LockRows("id".into()))));
+
+        config.source.mode = SourceMode::Replication;
+        config.outbox.mark = MarkMode::None;
+        config.dead_letters.max_crashes = 0;
+        let replication = list(&config);
+        assert!(replication.contains(&("role".into(), Privilege::Replication)));
+        assert!(replication.contains(&("outbox_relay_slots".into(), Privilege::Update)));
+        assert!(replication.contains(&("outbox".into(), Privilege::LockRows("id".into()))));
+        assert!(
+            !replication
+                .iter()
+                .any(|(o, _)| o == "outbox_relay_crash_guard")
+        );
+    }
+}
