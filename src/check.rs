@@ -93,6 +93,9 @@ pub async fn run(config: &Config) -> usize {
                     }
                 }
             }
+            for (ok, what, detail) in crate::grants::check_lines(&client, config).await {
+                report(ok, what, detail);
+            }
         }
     }
 

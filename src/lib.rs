@@ -9,6 +9,7 @@ pub mod config;
 pub mod crash_guard;
 pub mod dead_letters;
 pub mod event;
+pub mod grants;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -39,8 +39,15 @@ struct Cli {
 enum Command {
     /// Run the relay until SIGTERM or SIGINT (the default).
     Run,
-    /// Create the outbox table and NOTIFY trigger if missing; safe to repeat.
-    Migrate,
+    /// Create the outbox table and NOTIFY trigger if missing (and the
+    /// relay's own tables and, in replication mode, the publication); safe
+    /// to repeat. Run it as the tables' owner.
+    Migrate {
+        /// Also grant this role what the relay needs for the configured
+        /// mode (the ones it lacks), e.g. the role the relay logs in as.
+        #[arg(long, value_name = "ROLE")]
+        grant_to: Option<String>,
+    },
     /// Validate the configuration and check Postgres and the broker.
     Check,
     /// Replication mode: drop and forget the slot (after it was lost or
@@ -136,7 +143,8 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
-            Command::Migrate => match migrate::run(&config).await {
+            Command::Migrate { grant_to } => match migrate::run(&config, grant_to.as_deref()).await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("migrate failed: {e}");
@@ -313,6 +321,7 @@ async fn run(config: Config) -> Result<(), RunError> {
         .map_err(|e| RunError::Listen(addr, e))?;
     tokio::spawn(server);
     tokio::spawn(backlog::run(config.clone(), shutdown.clone()));
+    tokio::spawn(outbox_relay::grants::log_missing(config.clone()));
 
     let result = lead(&config, &shutdown).await;
     signals.abort();

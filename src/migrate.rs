@@ -1,5 +1,9 @@
 //! `outbox-relay migrate`: creates the outbox table (named and shaped by the
-//! configuration) and the NOTIFY trigger, once, recording what ran.
+//! configuration) and the NOTIFY trigger, once, recording what ran; then the
+//! relay's own tables (crash guard; in replication mode the slot record and
+//! the publication), so the relay can run as a role that may not create
+//! them; with `--grant-to ROLE`, the grants that role needs (see
+//! [`crate::grants`]).
 //!
 //! The SQL lives in `migrations/` as templates; identifiers are quoted before
 //! they are substituted. Runs hold an advisory lock, so replicas starting
@@ -9,9 +13,11 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use crate::config::{ColumnsConfig, Config};
+use crate::config::{ColumnsConfig, Config, SourceMode};
 use crate::outbox::{TableName, quote_ident, quote_literal};
 use crate::postgres::{self, ConnectError};
+use crate::source::replication::publication::{self, Found};
+use crate::source::replication::slot;
 
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +34,14 @@ pub enum MigrateError {
     Bookkeeping(#[from] tokio_postgres::Error),
     #[error("outbox.table: {0}")]
     Table(String),
+    #[error("relay state table: {0}")]
+    State(crate::source::SourceError),
+    #[error("crash guard table: {}", crate::postgres::describe(.0))]
+    CrashGuard(tokio_postgres::Error),
+    #[error("publication: {}", crate::postgres::describe(.0))]
+    Publication(tokio_postgres::Error),
+    #[error("--grant-to: {0}")]
+    Grants(#[from] crate::grants::GrantsError),
 }
 
 /// One migration file.
@@ -74,8 +88,10 @@ const MIGRATIONS: &[Migration] = &[
 /// Advisory lock key shared by every `migrate` run.
 const LOCK_KEY: i64 = 0x6f75_7462_6f78; // "outbox"
 
-/// Applies pending migrations and prints one line per migration.
-pub async fn run(config: &Config) -> Result<(), MigrateError> {
+/// Applies pending migrations and prints one line per migration, then one
+/// per relay table, the publication (replication mode) and each grant to
+/// `grant_to`, all in one transaction.
+pub async fn run(config: &Config, grant_to: Option<&str>) -> Result<(), MigrateError> {
     let table = TableName::parse(&config.outbox.table).map_err(MigrateError::Table)?;
     let dead_letters = crate::dead_letters::table_name(config).map_err(MigrateError::Table)?;
     let mut client = postgres::connect(&config.postgres, "migrate", None).await?;
@@ -135,7 +151,59 @@ pub async fn run(config: &Config) -> Result<(), MigrateError> {
         record(&tx, &schema, &target, m, &detail).await?;
         println!("{:04} {}: applied to {target}", m.version, m.name);
     }
+    relay_tables(&tx, config, &table).await?;
+    if let Some(role) = grant_to {
+        for line in crate::grants::grant_to(&tx, config, role).await? {
+            println!("grants: {line}");
+        }
+    }
     tx.commit().await?;
+    Ok(())
+}
+
+/// The tables the relay writes its own state to, which it would otherwise
+/// create at start (needing CREATE on the schema), and in replication mode
+/// the publication (which needs ownership of the outbox table).
+async fn relay_tables(
+    tx: &tokio_postgres::Transaction<'_>,
+    config: &Config,
+    table: &TableName,
+) -> Result<(), MigrateError> {
+    let guard = crate::crash_guard::table_name(table);
+    crate::crash_guard::ensure_table(tx, &guard)
+        .await
+        .map_err(MigrateError::CrashGuard)?;
+    println!("crash_guard: {guard} ready");
+    if config.source.mode != SourceMode::Replication {
+        return Ok(());
+    }
+    slot::ensure_state_table(tx, table)
+        .await
+        .map_err(MigrateError::State)?;
+    println!(
+        "replication_slots: {}.\"outbox_relay_slots\" ready",
+        quote_ident(table.schema_or_public())
+    );
+    let name = &config.source.replication.publication;
+    let failed = MigrateError::Publication;
+    match publication::find(tx, name, table).await.map_err(failed)? {
+        Found::Covers => println!("publication: `{name}` already publishes {table}"),
+        Found::Elsewhere => println!(
+            "publication: `{name}` exists but does not publish {table}; left unchanged \
+             (ALTER PUBLICATION {} ADD TABLE {table}, as its owner)",
+            quote_ident(name)
+        ),
+        Found::Missing if publication::may_create(tx, table).await.map_err(failed)? => {
+            tx.batch_execute(&publication::create_sql(name, table))
+                .await
+                .map_err(failed)?;
+            println!("publication: `{name}` created for {table} (inserts)");
+        }
+        Found::Missing => println!(
+            "publication: `{name}` not created: CREATE PUBLICATION needs ownership of {table} \
+             and CREATE on the database (run migrate as the table's owner)"
+        ),
+    }
     Ok(())
 }
 

@@ -17,6 +17,8 @@
 mod hook;
 mod store;
 
+pub use store::{ensure_table, table_name};
+
 pub use hook::{
     ABORT_ON_HEADER, PANIC_ON_HEADER, in_flight, inject_faults, install_panic_hook, panic_message,
     published, publishing,

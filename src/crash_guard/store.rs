@@ -1,6 +1,6 @@
 //! The crash guard's record in the database: one row per outbox, in
-//! `<outbox schema>.outbox_relay_crash_guard`, created by the relay when
-//! missing (like `outbox_relay_slots`), so it needs no `migrate`.
+//! `<outbox schema>.outbox_relay_crash_guard`, created by `migrate`, or
+//! by the relay when missing and it may (like `outbox_relay_slots`).
 
 use tokio_postgres::Client;
 
@@ -55,10 +55,7 @@ impl Store {
             .unwrap_or(0);
         Ok(Store {
             config: config.clone(),
-            table: format!(
-                "{}.outbox_relay_crash_guard",
-                quote_ident(outbox.schema_or_public())
-            ),
+            table: table_name(&outbox),
             outbox: outbox.to_string(),
             owner: format!("{}-{nanos}", std::process::id()),
             client: None,
@@ -138,13 +135,7 @@ impl Store {
 
     async fn open(&self) -> Result<Client, StoreError> {
         let client = crate::postgres::connect(&self.config.postgres, "crash guard", None).await?;
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (outbox text PRIMARY KEY, \
-                 event_id text NOT NULL, alone boolean NOT NULL, starts integer NOT NULL, \
-                 owner text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
-                self.table
-            ))
+        ensure_table(&client, &self.table)
             .await
             .map_err(|error| StoreError::Query {
                 table: self.table.clone(),
@@ -152,4 +143,31 @@ impl Store {
             })?;
         Ok(client)
     }
+}
+
+/// The record's table for the outbox `outbox`, as SQL.
+pub fn table_name(outbox: &TableName) -> String {
+    format!(
+        "{}.outbox_relay_crash_guard",
+        quote_ident(outbox.schema_or_public())
+    )
+}
+
+/// Creates the record's table `table` unless it exists (`migrate` creates
+/// it for a relay role that may not create tables in the schema: even
+/// `CREATE TABLE IF NOT EXISTS` needs CREATE on it).
+pub async fn ensure_table(
+    client: &impl tokio_postgres::GenericClient,
+    table: &str,
+) -> Result<(), tokio_postgres::Error> {
+    if crate::postgres::relation_exists(client, table).await? {
+        return Ok(());
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (outbox text PRIMARY KEY, \
+             event_id text NOT NULL, alone boolean NOT NULL, starts integer NOT NULL, \
+             owner text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+        ))
+        .await
 }

@@ -68,7 +68,9 @@ pub fn config(db: &TestDb) -> Config {
 /// and `tracestate` (besides an ordinary header), 2 has no headers, 3 a
 /// malformed `traceparent`.
 pub async fn insert_rows(config: &Config, db: &TestDb) {
-    outbox_relay::migrate::run(config).await.expect("migrate");
+    outbox_relay::migrate::run(config, None)
+        .await
+        .expect("migrate");
     db.psql(&format!(
         "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, headers) VALUES \
          ('order', '1', 'paid', '{{}}', '{{\"tenant\": \"acme\", \

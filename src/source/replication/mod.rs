@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod mapping;
 pub mod pgoutput;
+pub mod publication;
 pub mod slot;
 pub mod slot_report;
 mod source;

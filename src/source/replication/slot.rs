@@ -50,9 +50,38 @@ fn state_table(table: &TableName) -> String {
     )
 }
 
-/// Creates the state table if missing (and adds columns newer versions use).
-async fn ensure_state_table(client: &Client, table: &TableName) -> Result<(), SourceError> {
+/// Columns of the state table, as the statement below makes them.
+const STATE_COLUMNS: &[&str] = &[
+    "slot",
+    "catch_up_until",
+    "created_at",
+    "confirmed_lsn",
+    "txn_final_lsn",
+    "txn_xid",
+    "txn_confirmed",
+];
+
+/// Creates the state table if missing (and adds columns newer versions
+/// use). `migrate` calls it too; a table that already has every column is
+/// left alone, so a relay role without CREATE on the schema (or not owning
+/// the table) can use the one `migrate` made.
+pub async fn ensure_state_table(
+    client: &impl tokio_postgres::GenericClient,
+    table: &TableName,
+) -> Result<(), SourceError> {
     let state = state_table(table);
+    let present: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
+             AND attname = ANY($2) AND attnum > 0 AND NOT attisdropped",
+            &[&state, &STATE_COLUMNS],
+        )
+        .await
+        .map_err(SourceError::Claim)?
+        .get(0);
+    if usize::try_from(present).ok() == Some(STATE_COLUMNS.len()) {
+        return Ok(());
+    }
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {state} (slot text PRIMARY KEY, \
@@ -95,21 +124,15 @@ pub async fn prepare(
         .map_err(db)?
         .get(0);
     let failover = wants_failover(settings.failover, version)?;
-    let can_replicate: bool = client
-        .query_one(
-            "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await
-        .map_err(db)?
-        .get(0);
+    let can_replicate = crate::grants::can_replicate(client).await.map_err(db)?;
     if !can_replicate {
         // What the server would refuse with 42501 on the replication
         // session: a grant fixes it, so it is retried like that refusal.
         return Err(SourceError::ReplicationRefused {
             failure: crate::postgres::ConnectFailure::Permission,
             message:
-                "the database user lacks the REPLICATION attribute (ALTER ROLE ... REPLICATION)"
+                "the database user lacks the REPLICATION attribute (ALTER ROLE ... REPLICATION; \
+                 on RDS and Aurora: GRANT rds_replication TO ...)"
                     .into(),
         });
     }
@@ -130,12 +153,17 @@ pub async fn prepare(
             )));
         }
         client
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR TABLE {table} WITH (publish = 'insert')",
-                quote_ident(publication)
-            ))
+            .batch_execute(&super::publication::create_sql(publication, table))
             .await
-            .map_err(db)?;
+            .map_err(|e| match e.code() {
+                Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => fail(format!(
+                    "publication `{publication}` does not exist and creating it failed: {} \
+                     (CREATE PUBLICATION needs ownership of {table} and CREATE on the database; \
+                     run `outbox-relay migrate` as its owner with source.mode = \"replication\")",
+                    crate::postgres::describe(&e)
+                )),
+                _ => db(e),
+            })?;
         tracing::info!(publication = %publication, "created publication");
     }
 
