@@ -6,6 +6,7 @@ mod error;
 mod refusal;
 pub mod ssl;
 pub mod starttls;
+pub mod version;
 
 pub use conninfo::{Conninfo, KeyValue, key_values};
 pub use error::{Described, describe};
@@ -29,6 +30,9 @@ pub enum ConnectError {
     /// The connection string or a file it names (password, certificates).
     #[error("{0}")]
     Config(String),
+    /// The server is older than [`version::MIN_SERVER_MAJOR`].
+    #[error("{0}")]
+    Unsupported(#[from] version::Unsupported),
 }
 
 impl ConnectError {
@@ -41,12 +45,15 @@ impl ConnectError {
             ConnectError::Postgres(e) => ConnectFailure::of(e),
             ConnectError::Config(_) => ConnectFailure::Settings,
             ConnectError::Timeout(_) => ConnectFailure::Unreachable,
+            ConnectError::Unsupported(_) => ConnectFailure::UnsupportedServer,
         }
     }
 }
 
 /// Connects and spawns the task that drives the connection. Each
-/// notification received (from LISTEN) wakes `notify`, if given.
+/// notification received (from LISTEN) wakes `notify`, if given. A server
+/// older than [`version::MIN_SERVER_MAJOR`] is refused
+/// ([`ConnectError::Unsupported`]) before the session is used.
 pub async fn connect(
     config: &PostgresConfig,
     purpose: &'static str,
@@ -63,6 +70,7 @@ pub async fn connect(
         let (client, connection) = tokio::time::timeout(config.connect_timeout, pg.connect(NoTls))
             .await
             .map_err(timeout)??;
+        version::check(connection.parameter("server_version"))?;
         drive(connection, purpose, notify);
         return Ok(client);
     }
@@ -75,6 +83,7 @@ pub async fn connect(
     let (client, connection) = tokio::time::timeout(config.connect_timeout, connect)
         .await
         .map_err(timeout)??;
+    version::check(connection.parameter("server_version"))?;
     drive(connection, purpose, notify);
     Ok(client)
 }

@@ -15,6 +15,8 @@ use super::{free_port, sh};
 pub struct TempCluster {
     pub port: u16,
     dir: PathBuf,
+    /// The server binaries it runs from.
+    bin: PathBuf,
 }
 
 /// The directory of PostgreSQL server binaries the clusters run from.
@@ -29,8 +31,17 @@ pub fn pg_bin_dir() -> PathBuf {
     PathBuf::from(newest.trim())
 }
 
-fn bin(name: &str) -> String {
-    pg_bin_dir().join(name).display().to_string()
+/// The bin directory of PostgreSQL `major` from the npm builds that
+/// `scripts/postgres-versions.sh` installs (downloaded on first use, then
+/// cached), for a test that needs one version whatever the run's is.
+pub fn pg_bin_of_major(major: u32) -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres-versions.sh");
+    let out = sh(script, &["install", &major.to_string()]);
+    let dir = out
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{major} ")))
+        .unwrap_or_else(|| panic!("no bin dir for PostgreSQL {major} in: {out}"));
+    PathBuf::from(dir.trim())
 }
 
 fn running_as_root() -> bool {
@@ -58,6 +69,14 @@ impl TempCluster {
     /// `settings` go into postgresql.conf; `hba` replaces pg_hba.conf (a
     /// trusted local socket line is always added first, for setup).
     pub fn start(settings: &[&str], hba: &[&str]) -> Self {
+        Self::start_from(&pg_bin_dir(), settings, hba)
+    }
+
+    /// [`TempCluster::start`] with the server binaries in `bin` (another
+    /// PostgreSQL version than the run's).
+    pub fn start_from(bin: &std::path::Path, settings: &[&str], hba: &[&str]) -> Self {
+        let bin = bin.to_path_buf();
+        let tool = |name: &str| bin.join(name).display().to_string();
         let port = free_port();
         let dir = std::env::temp_dir().join(super::unique("outbox_test_cluster"));
         std::fs::create_dir_all(&dir).expect("cluster dir");
@@ -66,7 +85,7 @@ impl TempCluster {
         }
         let data = dir.join("data").display().to_string();
         run_as_owner(
-            &bin("initdb"),
+            &tool("initdb"),
             &["-D", &data, "-U", "postgres", "--auth=trust", "-N"],
         );
         let mut conf = format!(
@@ -93,8 +112,14 @@ impl TempCluster {
             hba_text.push('\n');
         }
         append("pg_hba.conf", &hba_text);
-        let cluster = TempCluster { port, dir };
+        let cluster = TempCluster { port, dir, bin };
         cluster.pg_ctl(&["-w", "-t", "60", "start"]);
+        // Which server a failing test ran on (nextest shows this output).
+        eprintln!(
+            "test cluster: PostgreSQL {} on 127.0.0.1:{port} (from {})",
+            cluster.psql("SHOW server_version").trim(),
+            cluster.bin.display()
+        );
         cluster
     }
 
@@ -102,7 +127,13 @@ impl TempCluster {
     /// changes its settings: wal_level=logical, postgres trusted on
     /// 127.0.0.1 (also for replication connections).
     pub fn logical() -> Self {
-        Self::start(
+        Self::logical_from(&pg_bin_dir())
+    }
+
+    /// [`TempCluster::logical`] with the server binaries in `bin`.
+    pub fn logical_from(bin: &std::path::Path) -> Self {
+        Self::start_from(
+            bin,
             &[
                 "wal_level = logical",
                 "max_replication_slots = 20",
@@ -176,14 +207,14 @@ impl TempCluster {
         let log = self.dir.join("log").display().to_string();
         let mut all = vec!["-D", &data, "-l", &log];
         all.extend_from_slice(args);
-        run_as_owner(&bin("pg_ctl"), &all);
+        run_as_owner(&self.bin.join("pg_ctl").display().to_string(), &all);
     }
 }
 
 impl Drop for TempCluster {
     fn drop(&mut self) {
         let data = self.dir.join("data").display().to_string();
-        let _ = as_owner(&bin("pg_ctl"))
+        let _ = as_owner(&self.bin.join("pg_ctl").display().to_string())
             .args(["-D", &data, "-m", "immediate", "stop"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
