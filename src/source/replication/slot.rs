@@ -245,7 +245,9 @@ async fn create(
         .map_err(super::source::replication)?;
     let rows = conn
         .simple_query(&format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
+            // The option list without parentheses: the only syntax 13 and
+            // 14 know, still accepted by 15 and later.
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
             quote_ident(name)
         ))
         .await
