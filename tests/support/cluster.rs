@@ -88,8 +88,11 @@ impl TempCluster {
             &tool("initdb"),
             &["-D", &data, "-U", "postgres", "--auth=trust", "-N"],
         );
+        // password_encryption: SCRAM hashes on every version (13 stored md5
+        // by default, which the scram-sha-256 lines of pg_hba.conf refuse).
         let mut conf = format!(
-            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n\
+             password_encryption = 'scram-sha-256'\n",
             dir.display()
         );
         for s in settings {
