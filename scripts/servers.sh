@@ -152,6 +152,9 @@ wal_level = logical
 max_replication_slots = 100
 max_wal_senders = 100
 max_connections = 500
+# SCRAM hashes for CREATE ROLE ... PASSWORD on every version (13's default
+# was md5, which the scram-sha-256 lines below refuse).
+password_encryption = 'scram-sha-256'
 CONF
     # The trusted postgres user for setup; every other role must log in with
     # SCRAM (the authentication tests create one).

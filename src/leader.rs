@@ -65,11 +65,15 @@ impl Election {
         }
     }
 
-    /// Waits until this relay holds the lock, or shutdown (`None`).
+    /// Waits until this relay holds the lock, or shutdown (`Ok(None)`).
     /// Connection errors are retried; they only delay the takeover. A
     /// refused login, database or privilege is retried at the slower
-    /// [`RefusalBackoff`] pace and logged as an error.
-    pub async fn acquire(&mut self, shutdown: &Shutdown) -> Option<Lease> {
+    /// [`RefusalBackoff`] pace and logged as an error. A server no retry
+    /// can fix (an unsupported version) is returned as the error.
+    pub async fn acquire(
+        &mut self,
+        shutdown: &Shutdown,
+    ) -> Result<Option<Lease>, crate::postgres::ConnectError> {
         let leader = &self.config.leader;
         let mut announced = false;
         let mut client: Option<Client> = None;
@@ -87,6 +91,7 @@ impl Election {
                         refusals.reset();
                         Some(c)
                     }
+                    Err(e) if e.failure().is_fatal() => return Err(e),
                     Err(e) if e.failure().is_refusal() => {
                         // Reached, and told no: slower, and loud.
                         wait = refusals.next_delay();
@@ -112,7 +117,7 @@ impl Election {
                 match attempt {
                     Ok(true) => {
                         tracing::info!(table = %self.config.outbox.table, "elected leader");
-                        return client.map(|c| Lease::start(c, leader.lease));
+                        return Ok(client.map(|c| Lease::start(c, leader.lease)));
                     }
                     Ok(false) if !announced => {
                         announced = true;
@@ -136,7 +141,7 @@ impl Election {
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.requested() => return None,
+                _ = shutdown.requested() => return Ok(None),
             }
         }
     }

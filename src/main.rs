@@ -354,8 +354,9 @@ async fn lead(config: &Config, shutdown: &Shutdown) -> Result<(), RunError> {
     loop {
         let lease = if config.leader.enabled {
             match election.acquire(shutdown).await {
-                Some(lease) => lease,
-                None => return Ok(()),
+                Ok(Some(lease)) => lease,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(RunError::Source(SourceError::Connect(e))),
             }
         } else {
             Lease::unconditional()

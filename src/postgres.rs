@@ -7,6 +7,7 @@ mod refusal;
 pub mod ssl;
 pub mod starttls;
 pub mod target;
+pub mod version;
 
 pub use conninfo::{Conninfo, KeyValue, key_values};
 pub use error::{Described, describe};
@@ -30,6 +31,9 @@ pub enum ConnectError {
     /// The connection string or a file it names (password, certificates).
     #[error("{0}")]
     Config(String),
+    /// The server is older than [`version::MIN_SERVER_MAJOR`].
+    #[error("{0}")]
+    Unsupported(#[from] version::Unsupported),
 }
 
 impl ConnectError {
@@ -42,12 +46,15 @@ impl ConnectError {
             ConnectError::Postgres(e) => ConnectFailure::of(e),
             ConnectError::Config(_) => ConnectFailure::Settings,
             ConnectError::Timeout(_) => ConnectFailure::Unreachable,
+            ConnectError::Unsupported(_) => ConnectFailure::UnsupportedServer,
         }
     }
 }
 
 /// Connects and spawns the task that drives the connection. Each
-/// notification received (from LISTEN) wakes `notify`, if given.
+/// notification received (from LISTEN) wakes `notify`, if given. A server
+/// older than [`version::MIN_SERVER_MAJOR`] is refused
+/// ([`ConnectError::Unsupported`]) before the session is used.
 pub async fn connect(
     config: &PostgresConfig,
     purpose: &'static str,
@@ -94,6 +101,7 @@ async fn open(
         let (client, connection) = tokio::time::timeout(limit, pg.connect(NoTls))
             .await
             .map_err(timeout)??;
+        version::check(connection.parameter("server_version"))?;
         drive(connection, purpose, notify);
         return Ok(client);
     }
@@ -105,6 +113,7 @@ async fn open(
     let (client, connection) = tokio::time::timeout(limit, connect)
         .await
         .map_err(timeout)??;
+    version::check(connection.parameter("server_version"))?;
     drive(connection, purpose, notify);
     Ok(client)
 }

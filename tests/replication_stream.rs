@@ -1,6 +1,7 @@
 //! The replication connection against the real server: authenticate in
 //! replication mode, create a pgoutput slot, stream an insert and a logical
-//! message, decode them, and confirm the position so the slot advances.
+//! message (PostgreSQL 14 and later: 13's pgoutput sends none), decode
+//! them, and confirm the position so the slot advances.
 
 mod support;
 
@@ -91,7 +92,13 @@ async fn streams_decodes_and_confirms() {
     let col = |name: &str| &row[relation.column_index(name).expect("column")];
     assert_eq!(col("aggregate_id"), &Value::Text(b"o-1".to_vec()));
     assert_eq!(col("payload"), &Value::Text(b"{\"n\": 1}".to_vec()));
-    assert_eq!(message, Some(("outbox".to_owned(), b"hello".to_vec())));
+    if conn.streams_messages() {
+        assert_eq!(message, Some(("outbox".to_owned(), b"hello".to_vec())));
+    } else {
+        // pgoutput sends logical messages since PostgreSQL 14.
+        assert_eq!(db.server_major(), 13);
+        assert_eq!(message, None);
+    }
 
     let confirmed = commits[0];
     conn.send_status(confirmed, confirmed, false)

@@ -28,6 +28,10 @@ pub enum ConnectFailure {
     /// The settings cannot be used as they are: a password or certificate
     /// file they name is missing, unreadable or empty.
     Settings,
+    /// The server is older than the oldest version the relay supports
+    /// ([`crate::postgres::version::MIN_SERVER_MAJOR`]): no retry can fix
+    /// that, so the relay stops ([`ConnectFailure::is_fatal`]).
+    UnsupportedServer,
     /// Everything else: no server answered (connection refused, timeout,
     /// DNS, a reset), or it answered that it cannot take us now (starting,
     /// too many connections). Waiting is what fixes these.
@@ -59,7 +63,16 @@ impl ConnectFailure {
     /// Whether the server was reached and said no: retrying at the
     /// connection pace would only flood its log with failed logins.
     pub fn is_refusal(self) -> bool {
-        self != ConnectFailure::Unreachable
+        !matches!(
+            self,
+            ConnectFailure::Unreachable | ConnectFailure::UnsupportedServer
+        )
+    }
+
+    /// Whether waiting cannot help and the relay must stop: an unsupported
+    /// server version.
+    pub fn is_fatal(self) -> bool {
+        self == ConnectFailure::UnsupportedServer
     }
 
     /// What happened, for the start of a log line (`...; retrying in 2s`).
@@ -70,6 +83,7 @@ impl ConnectFailure {
             ConnectFailure::Permission => "postgres denied a privilege the relay needs",
             ConnectFailure::Tls => "no trusted TLS session with postgres",
             ConnectFailure::Settings => "the postgres settings cannot be used",
+            ConnectFailure::UnsupportedServer => "the postgres server version is not supported",
             ConnectFailure::Unreachable => "postgres not reachable",
         }
     }

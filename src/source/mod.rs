@@ -126,6 +126,7 @@ impl SourceError {
             | SourceError::Unsupported(_)
             | SourceError::SlotUnusable(_)
             | SourceError::Undecodable { .. } => true,
+            SourceError::Connect(e) if e.failure().is_fatal() => true,
             SourceError::Claim(e)
             | SourceError::Ack(e)
             | SourceError::Connect(ConnectError::Postgres(e)) => {

@@ -31,8 +31,17 @@ pub fn pg_bin_dir() -> PathBuf {
     PathBuf::from(newest.trim())
 }
 
-fn bin_in(dir: &std::path::Path, name: &str) -> String {
-    dir.join(name).display().to_string()
+/// The bin directory of PostgreSQL `major` from the npm builds that
+/// `scripts/postgres-versions.sh` installs (downloaded on first use, then
+/// cached), for a test that needs one version whatever the run's is.
+pub fn pg_bin_of_major(major: u32) -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres-versions.sh");
+    let out = sh(script, &["install", &major.to_string()]);
+    let dir = out
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{major} ")))
+        .unwrap_or_else(|| panic!("no bin dir for PostgreSQL {major} in: {out}"));
+    PathBuf::from(dir.trim())
 }
 
 pub(super) fn running_as_root() -> bool {
@@ -64,8 +73,10 @@ impl TempCluster {
     }
 
     /// [`TempCluster::start`] with the server binaries in `bin` (another
-    /// major version).
+    /// PostgreSQL version than the run's).
     pub fn start_from(bin: &std::path::Path, settings: &[&str], hba: &[&str]) -> Self {
+        let bin = bin.to_path_buf();
+        let tool = |name: &str| bin.join(name).display().to_string();
         let port = free_port();
         let dir = std::env::temp_dir().join(super::unique("outbox_test_cluster"));
         std::fs::create_dir_all(&dir).expect("cluster dir");
@@ -74,11 +85,14 @@ impl TempCluster {
         }
         let data = dir.join("data").display().to_string();
         run_as_owner(
-            &bin_in(bin, "initdb"),
+            &tool("initdb"),
             &["-D", &data, "-U", "postgres", "--auth=trust", "-N"],
         );
+        // password_encryption: SCRAM hashes on every version (13 stored md5
+        // by default, which the scram-sha-256 lines of pg_hba.conf refuse).
         let mut conf = format!(
-            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n\
+             password_encryption = 'scram-sha-256'\n",
             dir.display()
         );
         for s in settings {
@@ -101,12 +115,14 @@ impl TempCluster {
             hba_text.push('\n');
         }
         append("pg_hba.conf", &hba_text);
-        let cluster = TempCluster {
-            port,
-            dir,
-            bin: bin.to_path_buf(),
-        };
+        let cluster = TempCluster { port, dir, bin };
         cluster.pg_ctl(&["-w", "-t", "60", "start"]);
+        // Which server a failing test ran on (nextest shows this output).
+        eprintln!(
+            "test cluster: PostgreSQL {} on 127.0.0.1:{port} (from {})",
+            cluster.psql("SHOW server_version").trim(),
+            cluster.bin.display()
+        );
         cluster
     }
 
@@ -117,7 +133,7 @@ impl TempCluster {
         Self::logical_from(&pg_bin_dir())
     }
 
-    /// [`TempCluster::logical`] from the server binaries in `bin`.
+    /// [`TempCluster::logical`] with the server binaries in `bin`.
     pub fn logical_from(bin: &std::path::Path) -> Self {
         Self::start_from(
             bin,
@@ -194,14 +210,14 @@ impl TempCluster {
         let log = self.dir.join("log").display().to_string();
         let mut all = vec!["-D", &data, "-l", &log];
         all.extend_from_slice(args);
-        run_as_owner(&bin_in(&self.bin, "pg_ctl"), &all);
+        run_as_owner(&self.bin.join("pg_ctl").display().to_string(), &all);
     }
 }
 
 impl Drop for TempCluster {
     fn drop(&mut self) {
         let data = self.dir.join("data").display().to_string();
-        let _ = as_owner(&bin_in(&self.bin, "pg_ctl"))
+        let _ = as_owner(&self.bin.join("pg_ctl").display().to_string())
             .args(["-D", &data, "-m", "immediate", "stop"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);

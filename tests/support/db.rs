@@ -56,6 +56,16 @@ impl TestDb {
         panic!("connecting to {}: {last:?}", self.url);
     }
 
+    /// The server's major version (13 for 13.23), from `server_version_num`.
+    pub fn server_major(&self) -> u32 {
+        let num: u32 = self
+            .psql("SHOW server_version_num")
+            .trim()
+            .parse()
+            .expect("server_version_num");
+        num / 10000
+    }
+
     /// Runs SQL through psql (synchronous; for setup).
     pub fn psql(&self, sql: &str) -> String {
         sh(

@@ -17,8 +17,8 @@ use super::{free_port, sh, unique};
 const STANDBY_SLOT: &str = "standby_slot";
 
 /// The server binaries of PostgreSQL `major`: `OUTBOX_TEST_PG_BIN_<major>`,
-/// else the run's own binaries if they are that major, else what
-/// `scripts/postgres-versions.sh install` put in the cache.
+/// else the run's own binaries if they are that major, else the npm build
+/// `scripts/postgres-versions.sh` installs (on first use).
 pub fn pg_bin_of(major: u32) -> PathBuf {
     if let Ok(dir) = std::env::var(format!("OUTBOX_TEST_PG_BIN_{major}")) {
         return PathBuf::from(dir);
@@ -27,18 +27,7 @@ pub fn pg_bin_of(major: u32) -> PathBuf {
     if server_major(&default) == Some(major) {
         return default;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres-versions.sh");
-    let output = std::process::Command::new(script)
-        .args(["bin", &major.to_string()])
-        .output()
-        .expect("running scripts/postgres-versions.sh");
-    assert!(
-        output.status.success(),
-        "PostgreSQL {major} is not installed: run `scripts/postgres-versions.sh install {major}` \
-         (scripts/test.sh does): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    super::cluster::pg_bin_of_major(major)
 }
 
 /// The major version of the `postgres` in `bin`.

@@ -123,6 +123,8 @@ pub struct ReplicationConnection {
     pub tls: Option<TlsReport>,
     /// How the server authenticated us.
     pub auth: &'static str,
+    /// The `server_version` the server reported at login.
+    server_version: Option<String>,
 }
 
 /// The session kinds [`ReplicationConnection::open`] opens.
@@ -215,6 +217,7 @@ impl ReplicationConnection {
             write: BytesMut::with_capacity(1024),
             tls,
             auth: "none asked (trust, or the client certificate)",
+            server_version: None,
         };
         let handshake = conn.startup(&user, &dbname, password.as_deref(), kind);
         tokio::time::timeout(config.connect_timeout, handshake)
@@ -302,8 +305,12 @@ impl ReplicationConnection {
                     })?;
                     s.finish(body.data())?;
                 }
-                Frame::Backend(Message::ParameterStatus(_) | Message::BackendKeyData(_)) => {}
-                Frame::Backend(Message::NoticeResponse(_)) => {}
+                Frame::Backend(Message::ParameterStatus(body)) => {
+                    if body.name()? == "server_version" {
+                        self.server_version = Some(body.value()?.to_owned());
+                    }
+                }
+                Frame::Backend(Message::BackendKeyData(_) | Message::NoticeResponse(_)) => {}
                 Frame::Backend(Message::ReadyForQuery(_)) => return Ok(()),
                 Frame::Backend(Message::ErrorResponse(body)) => return Err(server_error(&body)),
                 other => return Err(unexpected(&other)),
@@ -341,15 +348,31 @@ impl ReplicationConnection {
         }
     }
 
-    /// Starts streaming `slot` from `start` with pgoutput v1.
+    /// Whether pgoutput sends logical messages (`pg_logical_emit_message`):
+    /// its `messages` option exists since PostgreSQL 14 (13 refuses it).
+    /// True when the server did not say its version.
+    pub fn streams_messages(&self) -> bool {
+        self.server_version
+            .as_deref()
+            .and_then(crate::postgres::version::server_major)
+            .is_none_or(|major| major >= 14)
+    }
+
+    /// Starts streaming `slot` from `start` with pgoutput v1, logical
+    /// messages included where the server can ([`Self::streams_messages`]).
     pub async fn start_replication(
         &mut self,
         slot: &str,
         start: Lsn,
         publication: &str,
     ) -> Result<(), ReplicationError> {
+        let messages = if self.streams_messages() {
+            ", messages 'true'"
+        } else {
+            ""
+        };
         let sql = format!(
-            "START_REPLICATION SLOT {} LOGICAL {start} (proto_version '1', publication_names {}, messages 'true')",
+            "START_REPLICATION SLOT {} LOGICAL {start} (proto_version '1', publication_names {}{messages})",
             crate::outbox::quote_ident(slot),
             crate::outbox::quote_literal(&crate::outbox::quote_ident(publication)),
         );

@@ -200,6 +200,13 @@ impl ReplicationSource {
             tracing::info!(slot = %self.settings.slot, from = %self.confirmed, "replication resumed");
         } else {
             tracing::info!(slot = %self.settings.slot, from = %self.confirmed, "replication started");
+            if !stream.streams_messages() && !self.settings.message_prefix.is_empty() {
+                tracing::warn!(
+                    prefix = %self.settings.message_prefix,
+                    "postgres before 14 streams no logical messages: pg_logical_emit_message \
+                     events are not published (table rows are)"
+                );
+            }
         }
         self.ever_connected = true;
         metrics().set_connected(Component::Postgres, true);
