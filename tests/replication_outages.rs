@@ -35,6 +35,19 @@ async fn mark_none_leaves_rows_and_moves_the_slot() {
     let mut setup = Setup::replication(BATCH).await;
     setup.config.set("outbox", "mark", "\"none\"");
     let relay = setup.start_relay().await;
+    // With mark = none the stream starts at the slot, and /readyz can
+    // answer before the relay made it: write only once it exists.
+    let slot = setup.db.name.clone();
+    support::eventually(Duration::from_secs(30), "the slot exists", || async {
+        setup
+            .db
+            .count(&format!(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+            ))
+            .await
+            == 1
+    })
+    .await;
     let written = writers::write(&setup.db.url, 2, 100, 2, Duration::ZERO).await;
     let received = setup
         .queue

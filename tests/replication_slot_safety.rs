@@ -26,7 +26,7 @@ async fn vanished_slot_stops_the_relay_until_recovered() {
     let (code, log) = run_to_exit(Relay::start(&setup.config)).await;
     assert_eq!(code, Some(1), "log:\n{log}");
     assert!(
-        log.contains("no longer exists") && log.contains("recover-slot"),
+        log.contains("does not exist on this server") && log.contains("recover-slot"),
         "{log}"
     );
 
