@@ -77,6 +77,11 @@ pub async fn run(config: &Config) -> usize {
                         };
                         report(true, "notify", detail);
                     }
+                    report(
+                        true,
+                        "retention",
+                        crate::retention::check_line(config, &client).await,
+                    );
                     if let Ok(table) = crate::dead_letters::table_name(config) {
                         let exists = crate::postgres::relation_exists(&client, &table.to_string())
                             .await

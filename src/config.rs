@@ -7,6 +7,7 @@
 
 mod kafka;
 mod load;
+mod retention;
 mod secret;
 mod validate;
 
@@ -17,6 +18,7 @@ use serde::Deserialize;
 
 pub use kafka::{SaslMechanism, SecurityProtocol};
 pub use load::ConfigError;
+pub use retention::RetentionConfig;
 pub(crate) use secret::is_secret;
 pub use secret::{Secret, SecretUrl, read_secret_file, redact};
 
@@ -37,6 +39,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub tracing: TracingConfig,
+    /// How long sent rows and retried dead letters are kept.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod postgres;
 pub mod replay;
+pub mod retention;
 pub mod shutdown;
 pub mod since;
 pub mod sink;

@@ -172,8 +172,8 @@ fn main() -> ExitCode {
                     to_id,
                     since,
                 };
-                let result = replay::replay(&config, &range).await.map(|count| {
-                    vec![match count {
+                let result = replay::replay(&config, &range).await.map(|replayed| {
+                    let mut lines = vec![match replayed.count {
                         0 => format!(
                             "replayed 0 events: no sent event of {} is in the range",
                             config.outbox.table
@@ -182,7 +182,9 @@ fn main() -> ExitCode {
                             "replayed {count} event(s) from {}; the relay will publish them again",
                             config.outbox.table
                         ),
-                    }]
+                    }];
+                    lines.extend(replayed.beyond_retention);
+                    lines
                 });
                 report(result, |e| e.is_usage())
             }
@@ -363,10 +365,16 @@ async fn lead(config: &Config, shutdown: &Shutdown) -> Result<(), RunError> {
         };
         metrics().leader.set(1);
         let leadership = lease.leadership();
+        // Retention runs on the leader only, and stops with its lease.
+        let retention = tokio::spawn(outbox_relay::retention::run(
+            config.clone(),
+            shutdown.clone(),
+        ));
         let result = tokio::select! {
             result = relay_from_source(config, shutdown.clone(), leadership) => result,
             () = lease.lost() => Err(RunError::Pipeline(PipelineError::LostLeadership)),
         };
+        retention.abort();
         // Dropping the relay above closed its sessions; now the lock's.
         drop(lease);
         metrics().leader.set(0);

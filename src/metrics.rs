@@ -55,6 +55,17 @@ pub struct Metrics {
     pub dead_letters_pending: IntGauge,
     /// 1 while this relay holds the outbox's leader lock and publishes.
     pub leader: IntGauge,
+    /// Rows retention deleted, by table (`outbox`, `dead_letters`).
+    pub retention_deleted: IntCounterVec,
+    /// Duration of each retention pass.
+    pub retention_pass_duration: Histogram,
+    /// Age of the oldest row retention keeps (sent, or streamed), seconds.
+    pub retention_oldest_age: prometheus::Gauge,
+    /// When the last retention pass ended (Unix seconds); 0 before the first.
+    pub retention_last_pass: prometheus::Gauge,
+    /// The configured window of the outbox rows (`sent_after` or
+    /// `streamed_after`), seconds; 0 when rows are kept for ever.
+    pub retention_window: prometheus::Gauge,
     /// 1 while the broker has blocked the relay's connection (RabbitMQ's
     /// memory or disk alarm): connected, but publishes wait.
     pub broker_blocked: IntGauge,
@@ -215,6 +226,35 @@ impl Metrics {
                 &["reason"],
             )
             .expect("metric"),
+            retention_deleted: IntCounterVec::new(
+                opts(
+                    "retention_deleted_rows_total",
+                    "Rows retention deleted, by table.",
+                ),
+                &["table"],
+            )
+            .expect("metric"),
+            retention_pass_duration: Histogram::with_opts(histogram_opts(
+                "retention_pass_duration_seconds",
+                "Duration of each retention pass.",
+                LATENCY_BUCKETS,
+            ))
+            .expect("metric"),
+            retention_oldest_age: prometheus::Gauge::with_opts(opts(
+                "retention_oldest_sent_age_seconds",
+                "Age of the oldest row retention keeps that it deletes once past the window (a sent row, or a streamed one with mark = none).",
+            ))
+            .expect("metric"),
+            retention_last_pass: prometheus::Gauge::with_opts(opts(
+                "retention_last_pass_timestamp_seconds",
+                "When the last retention pass ended, as Unix seconds; 0 before the first.",
+            ))
+            .expect("metric"),
+            retention_window: prometheus::Gauge::with_opts(opts(
+                "retention_window_seconds",
+                "How long retention keeps sent (or streamed) outbox rows, seconds; 0 keeps them for ever.",
+            ))
+            .expect("metric"),
             leader: IntGauge::with_opts(opts(
                 "leader",
                 "1 while this relay holds the outbox's leader lock and publishes; 0 on standby.",
@@ -229,7 +269,7 @@ impl Metrics {
         };
         // The replication slot gauges are registered by `prepare`, in
         // replication mode only: elsewhere there is no slot to report on.
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
             Box::new(m.events_published.clone()),
             Box::new(m.events_acknowledged.clone()),
             Box::new(m.publish_failures.clone()),
@@ -248,6 +288,11 @@ impl Metrics {
             Box::new(m.dead_letters_pending.clone()),
             Box::new(m.leader.clone()),
             Box::new(m.broker_blocked.clone()),
+            Box::new(m.retention_deleted.clone()),
+            Box::new(m.retention_pass_duration.clone()),
+            Box::new(m.retention_oldest_age.clone()),
+            Box::new(m.retention_last_pass.clone()),
+            Box::new(m.retention_window.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("unique metric names");
@@ -280,6 +325,9 @@ impl Metrics {
         for component in sets.components {
             self.reconnects.with_label_values(&[component.label()]);
             self.connected.with_label_values(&[component.label()]);
+        }
+        for table in ["outbox", "dead_letters"] {
+            self.retention_deleted.with_label_values(&[table]);
         }
         if sets.replication {
             for gauge in [&self.slot_lag_bytes, &self.slot_healthy] {

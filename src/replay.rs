@@ -83,8 +83,18 @@ async fn check_ids(
     Ok(())
 }
 
-/// Puts the sent events in `range` back in the stream; returns how many.
-pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayError> {
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Events put back in the stream.
+    pub count: u64,
+    /// Set when `--since` reaches further back than retention keeps sent
+    /// rows: what the replay cannot cover.
+    pub beyond_retention: Option<String>,
+}
+
+/// Puts the sent events in `range` back in the stream.
+pub async fn replay(config: &Config, range: &ReplayRange) -> Result<Replayed, ReplayError> {
     if range.from_id.is_none() && range.to_id.is_none() && range.since.is_none() {
         return Err(ReplayError::Usage(
             "give --from-id, --to-id or --since (replaying everything is rarely meant)".into(),
@@ -144,5 +154,27 @@ pub async fn replay(config: &Config, range: &ReplayRange) -> Result<u64, ReplayE
     .await?;
     let count = requeue_staged(&tx, table, &config.outbox).await?;
     tx.commit().await?;
-    Ok(count)
+    let beyond_retention = match (&since, config.retention.sent_after) {
+        (Some(since), Some(window)) if config.outbox.mark == MarkMode::Update => {
+            let older: bool = client
+                .query_one(
+                    "SELECT $1::text::timestamptz < now() - make_interval(secs => $2)",
+                    &[since, &(window.as_secs_f64())],
+                )
+                .await?
+                .get(0);
+            older.then(|| {
+                format!(
+                    "--since {since} is older than retention keeps sent rows (retention.sent_after = {}): \
+                     events sent before then were deleted and are not replayed",
+                    humantime::format_duration(window)
+                )
+            })
+        }
+        _ => None,
+    };
+    Ok(Replayed {
+        count,
+        beyond_retention,
+    })
 }

@@ -17,7 +17,7 @@ use support::exposition::{self, Family};
 use support::setup::Setup;
 
 /// Label names the relay may use: low-cardinality by rule.
-const ALLOWED_LABELS: &[&str] = &["sink", "reason", "source", "component", "version"];
+const ALLOWED_LABELS: &[&str] = &["sink", "reason", "source", "component", "version", "table"];
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

@@ -91,6 +91,38 @@ impl Config {
             }
         }
 
+        let retention = &self.retention;
+        if retention.sent_after.is_some() && self.outbox.mark != MarkMode::Update {
+            return Err(ConfigError::invalid(
+                "retention.sent_after",
+                "needs outbox.mark = \"update\" (with \"delete\" sent rows are gone already; \
+                 with \"none\" use retention.streamed_after)",
+            ));
+        }
+        if retention.streamed_after.is_some()
+            && (self.outbox.mark != MarkMode::None || self.source.mode != SourceMode::Replication)
+        {
+            return Err(ConfigError::invalid(
+                "retention.streamed_after",
+                "needs source.mode = \"replication\" and outbox.mark = \"none\" (otherwise \
+                 the marks say what was sent: use retention.sent_after)",
+            ));
+        }
+        if retention.streamed_after.is_some() && self.outbox.columns.created_at.is_empty() {
+            return Err(ConfigError::invalid(
+                "retention.streamed_after",
+                "needs outbox.columns.created_at: rows are deleted by their age",
+            ));
+        }
+        if !(1..=100_000).contains(&retention.batch_size) {
+            return Err(ConfigError::invalid(
+                "retention.batch_size",
+                format!("must be between 1 and 100000, got {}", retention.batch_size),
+            ));
+        }
+        positive("retention.interval", retention.interval)?;
+        positive("retention.statement_timeout", retention.statement_timeout)?;
+
         if self.sink.kind == SinkKind::Rabbitmq {
             let rabbit = &self.sink.rabbitmq;
             let url = url::Url::parse(rabbit.url.expose()).map_err(|e| {

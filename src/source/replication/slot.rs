@@ -59,6 +59,7 @@ const STATE_COLUMNS: &[&str] = &[
     "txn_final_lsn",
     "txn_xid",
     "txn_confirmed",
+    "confirmed_at",
 ];
 
 /// Creates the state table if missing (and adds columns newer versions
@@ -89,7 +90,8 @@ pub async fn ensure_state_table(
              ALTER TABLE {state} ADD COLUMN IF NOT EXISTS confirmed_lsn text; \
              ALTER TABLE {state} ADD COLUMN IF NOT EXISTS txn_final_lsn text; \
              ALTER TABLE {state} ADD COLUMN IF NOT EXISTS txn_xid bigint; \
-             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS txn_confirmed bigint"
+             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS txn_confirmed bigint; \
+             ALTER TABLE {state} ADD COLUMN IF NOT EXISTS confirmed_at timestamptz"
         ))
         .await
         .map_err(SourceError::Claim)
@@ -505,7 +507,7 @@ pub async fn record_confirmed(
         .execute(
             &format!(
                 "UPDATE {} SET confirmed_lsn = $2, txn_final_lsn = $3, txn_xid = $4, \
-                 txn_confirmed = $5 WHERE slot = $1",
+                 txn_confirmed = $5, confirmed_at = now() WHERE slot = $1",
                 state_table(table)
             ),
             &[&slot, &lsn.to_string(), &final_lsn, &xid, &confirmed],
