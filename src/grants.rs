@@ -187,6 +187,23 @@ pub fn needs(config: &Config) -> Result<Vec<Need>, GrantsError> {
             ));
         }
     }
+    let retention = &config.retention;
+    if (retention.sent_after.is_some() && config.outbox.mark == MarkMode::Update)
+        || retention.streamed_after.is_some()
+    {
+        needs.push(need(
+            table(&outbox),
+            Privilege::Delete,
+            "to delete rows past the retention window (retention.sent_after / streamed_after)",
+        ));
+    }
+    if retention.dead_letters_retried_after.is_some() {
+        needs.push(need(
+            table(&dead_letters),
+            Privilege::Delete,
+            "to delete retried dead letters (retention.dead_letters_retried_after)",
+        ));
+    }
     if replication {
         for (privilege, why) in [
             (Privilege::Select, "to resume where the last run got"),
