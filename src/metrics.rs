@@ -146,7 +146,7 @@ impl Metrics {
             .expect("metric"),
             rate_limit_wait: prometheus::Counter::with_opts(opts(
                 "rate_limit_wait_seconds_total",
-                "Time the relay waited before claiming or publishing because of sink.max_events_per_second.",
+                "Time the relay waited before claiming because of sink.max_events_per_second.",
             ))
             .expect("metric"),
             rate_limit_events_per_second: IntGauge::with_opts(opts(
