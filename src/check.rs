@@ -20,6 +20,11 @@ pub async fn run(config: &Config) -> usize {
         println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
     };
     report(true, "config", "valid".into());
+    report(
+        true,
+        "rate limit",
+        crate::rate_limit::describe(&config.sink),
+    );
 
     match postgres::connect(&config.postgres, "check", None).await {
         Err(e) => report(false, "postgres", format!("{}: {e}", config.postgres.url)),

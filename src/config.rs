@@ -352,6 +352,13 @@ impl Default for PollingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     pub kind: SinkKind,
+    /// Most events handed to the broker per second, in every mode, so a
+    /// backlog after an outage does not flood consumers sized for the
+    /// normal rate; 0 (the default) is unlimited. See [`crate::rate_limit`].
+    pub max_events_per_second: u32,
+    /// Events that may go at once after a quiet spell, above the rate;
+    /// 0 (the default) is one second's worth (`max_events_per_second`).
+    pub burst: u32,
     pub rabbitmq: RabbitMqConfig,
     pub kafka: KafkaConfig,
 }

@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod pipeline;
 pub mod postgres;
+pub mod rate_limit;
 pub mod replay;
 pub mod retention;
 pub mod shutdown;

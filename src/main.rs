@@ -338,6 +338,7 @@ fn prepare_metrics(config: &Config) {
     } else {
         &[Component::Postgres, Component::Broker]
     };
+    outbox_relay::rate_limit::export_limit(&config.sink);
     metrics().prepare(&LabelSets {
         sink: config.sink.kind.label(),
         source: config.source.mode.label(),
@@ -445,6 +446,7 @@ async fn relay<S: Source, K: Sink>(
     tracing::info!("connected; relaying");
     let grace = config.shutdown_grace;
     let work = async {
+        let mut rate_limit = None;
         if let Some(until) = source.catch_up_bound() {
             tracing::info!(
                 until,
@@ -467,8 +469,13 @@ async fn relay<S: Source, K: Sink>(
                 .await
                 .map_err(PipelineError::Source)?;
             sink = pass.sink;
+            rate_limit = Some(pass.rate_limit);
         }
         let mut pipeline = Pipeline::new(source, sink, config, shutdown.clone(), leadership);
+        // The stream goes on with the pass's limiter: no second burst.
+        if let Some(rate_limit) = rate_limit {
+            pipeline.rate_limit = rate_limit;
+        }
         pipeline.run().await
     };
     tokio::select! {

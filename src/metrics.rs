@@ -25,6 +25,10 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Time from the first publish of a batch to its last confirmation, by sink.
     pub publish_duration: HistogramVec,
+    /// Seconds the pipeline waited for `sink.max_events_per_second`.
+    pub rate_limit_wait: prometheus::Counter,
+    /// The configured `sink.max_events_per_second` (0: unlimited).
+    pub rate_limit_events_per_second: IntGauge,
     /// Confirmation time minus the event's created_at.
     pub event_lag: Histogram,
     /// Unsent rows, refreshed every `metrics.backlog_interval`.
@@ -150,6 +154,16 @@ impl Metrics {
                 ),
                 &["sink"],
             )
+            .expect("metric"),
+            rate_limit_wait: prometheus::Counter::with_opts(opts(
+                "rate_limit_wait_seconds_total",
+                "Time the relay waited before claiming because of sink.max_events_per_second.",
+            ))
+            .expect("metric"),
+            rate_limit_events_per_second: IntGauge::with_opts(opts(
+                "rate_limit_events_per_second",
+                "The configured sink.max_events_per_second; 0 is unlimited.",
+            ))
             .expect("metric"),
             event_lag: Histogram::with_opts(histogram_opts(
                 "event_lag_seconds",
@@ -297,6 +311,14 @@ impl Metrics {
         for c in collectors {
             registry.register(c).expect("unique metric names");
         }
+        // The controlled rate's (src/rate_limit.rs): no labels, so both
+        // exist at 0 from the start.
+        registry
+            .register(Box::new(m.rate_limit_wait.clone()))
+            .expect("unique metric names");
+        registry
+            .register(Box::new(m.rate_limit_events_per_second.clone()))
+            .expect("unique metric names");
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);

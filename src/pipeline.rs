@@ -19,6 +19,10 @@
 //!
 //! Memory is bounded by the batch size: the next batch is claimed only
 //! after the broker confirmed the last one, so a slow broker slows reading.
+//!
+//! With `sink.max_events_per_second` set, each claim first waits for the
+//! [`RateLimit`] and asks for no more events than may go at once; see
+//! [`crate::rate_limit`].
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant, SystemTime};
@@ -34,6 +38,7 @@ use crate::dead_letters::{DeadLetter, DeadLetterError, DeadLetterStore};
 use crate::event::OutboxEvent;
 use crate::leader::Leadership;
 use crate::metrics::metrics;
+use crate::rate_limit::RateLimit;
 use crate::shutdown::Shutdown;
 use crate::sink::{PublishFailure, Sink, SinkError};
 use crate::source::{Source, SourceError};
@@ -57,6 +62,8 @@ pub struct Pipeline<S, K> {
     pub leadership: Leadership,
     /// Dead-letters the event a previous start kept dying on.
     pub crash_guard: CrashGuard,
+    /// `sink.max_events_per_second`: paces claims, takes a token per event.
+    pub rate_limit: RateLimit,
     /// The event that failed last, and how many times in a row.
     failing: Option<(String, u32)>,
 }
@@ -93,6 +100,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
             max_attempts: config.dead_letters.max_attempts,
             leadership,
             crash_guard: CrashGuard::new(config),
+            rate_limit: RateLimit::new(&config.sink),
             failing: None,
         }
     }
@@ -116,7 +124,14 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 self.source.release().await;
                 return Err(PipelineError::LostLeadership);
             }
-            let events = match self.source.claim(self.crash_guard.limit(limit)).await {
+            let wanted = self.crash_guard.limit(limit);
+            // Nothing is claimed while waiting, and no more than may go at
+            // once, so no claim is held open for the rate limit.
+            let claim = tokio::select! {
+                n = self.rate_limit.ready(wanted) => n,
+                _ = self.shutdown.requested() => continue,
+            };
+            let events = match self.source.claim(claim).await {
                 Ok(events) => events,
                 Err(e) if e.is_fatal() => {
                     self.source.release().await;
@@ -148,7 +163,8 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                 self.idle().await;
                 continue;
             }
-            let full = events.len() == limit;
+            // Trimmed to the rate and filled: more are likely waiting.
+            let full = events.len() == limit || (claim < wanted && events.len() == claim);
             // The parent or link of the events' publish spans; ended below,
             // before any idle wait.
             let span = tracing::info_span!(
@@ -203,6 +219,9 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
     async fn relay_batch(&mut self, events: &[OutboxEvent]) -> Outcome {
         let label = self.sink.label();
         metrics().batch_size.observe(events.len() as f64);
+        // Never waits: the claim asked for no more than may go now. The
+        // retries below, within the batch, take nothing more.
+        self.rate_limit.take(events.len());
         let started = Instant::now();
         // events[..done] are confirmed or dead-lettered.
         let mut done = 0;

@@ -202,6 +202,13 @@ impl Config {
             super::kafka::validate_security(kafka)?;
         }
 
+        if self.sink.burst > 0 && self.sink.max_events_per_second == 0 {
+            return Err(ConfigError::invalid(
+                "sink.burst",
+                "only applies with sink.max_events_per_second set (0 there is unlimited)",
+            ));
+        }
+
         positive("retry.initial_backoff", self.retry.initial_backoff)?;
         if self.dead_letters.max_attempts == 0 {
             return Err(ConfigError::invalid(
