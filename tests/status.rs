@@ -117,7 +117,7 @@ async fn leader_standby_stopped_and_dead_letters() {
     );
     let (code, text) = status_text(&setup.config, &[]);
     assert_eq!(code, 0);
-    assert!(text.contains(": OK\n"), "{text}");
+    assert!(text.contains(": OK ["), "{text}");
     let pid = holder["pid"].as_i64().expect("pid");
     assert!(
         text.contains(&format!("leader lock held by pid {pid} at 127.0.0.1:")),

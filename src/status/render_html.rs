@@ -23,8 +23,8 @@ main{padding:20px 32px;display:grid;grid-template-columns:repeat(auto-fit,minmax
 .attention li{margin:4px 0}\
 section{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:12px 20px}\
 h2{font-size:15px;margin:4px 0 8px;text-transform:uppercase;letter-spacing:.05em;color:#4a5263}\
-table{border-collapse:collapse;width:100%}\
-th{text-align:left;font-weight:500;color:#5b6375;width:32%;padding:6px 12px 6px 0;vertical-align:top}\
+table{border-collapse:collapse;width:100%;table-layout:fixed}\
+th{text-align:left;font-weight:500;color:#5b6375;width:30%;overflow-wrap:anywhere;padding:6px 12px 6px 0;vertical-align:top}\
 td{padding:6px 0;overflow-wrap:anywhere}\
 tr+tr th,tr+tr td{border-top:1px solid #eef0f3}\
 td.good::before,td.bad::before{content:'';display:inline-block;width:9px;height:9px;border-radius:50%;margin-right:8px}\
@@ -84,11 +84,11 @@ pub fn html(status: &Status) -> String {
     }
     let _ = writeln!(
         page,
-        "</main><footer>Read at {} (Unix time) from Postgres and this relay's counters; \
+        "</main><footer>Read at {} from Postgres and this relay's counters; \
          refreshes every {REFRESH_SECONDS}s. Also: <a href=\"/metrics\">/metrics</a>, \
          <a href=\"/readyz\">/readyz</a>; <code>outbox-relay status --json</code> for scripts.</footer>\
          </body></html>",
-        status.collected_at_unix
+        super::view::utc_text(status.collected_at_unix)
     );
     page
 }

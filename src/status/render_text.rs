@@ -8,10 +8,11 @@ use super::view::sections;
 pub fn text(status: &Status) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "outbox {} ({}): {}\n",
-        status.outbox,
+        "outbox {} ({}): {}  [{}]\n",
+        one_line(&status.outbox),
         status.source_mode,
-        if status.ok { "OK" } else { "NEEDS ATTENTION" }
+        if status.ok { "OK" } else { "NEEDS ATTENTION" },
+        super::view::utc_text(status.collected_at_unix)
     ));
     for problem in &status.attention {
         out.push_str(&format!("  ! {}\n", one_line(problem)));

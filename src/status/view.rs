@@ -162,6 +162,9 @@ pub(super) fn sections(s: &Status) -> Vec<Section> {
     ));
     flow.push(match &s.lag {
         None => line("lag", relay_unreachable, Tone::Plain),
+        Some(_) if s.relay.role == Some(Role::Standby) => {
+            line("lag", "none (a standby publishes nothing)", Tone::Plain)
+        }
         Some(lag) if lag.observations == 0 => {
             line("lag", "no events published since start", Tone::Plain)
         }
@@ -292,15 +295,31 @@ pub(super) fn sections(s: &Status) -> Vec<Section> {
     out.push(Section {
         title: "Sink and retention",
         lines: vec![
-            line(
-                "sink",
-                format!("{} {}: {state}", sink.kind, sink.target),
-                tone,
-            ),
+            line("sink", format!("{}: {state}", sink.kind), tone),
+            line("target", sink.target.clone(), Tone::Plain),
             retention,
         ],
     });
     out
+}
+
+/// `2024-05-01 12:00:00 UTC`-style text of a Unix time.
+pub(super) fn utc_text(unix_seconds: u64) -> String {
+    let Ok(t) = i64::try_from(unix_seconds)
+        .map_err(|_| ())
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).map_err(|_| ()))
+    else {
+        return unix_seconds.to_string();
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// `1.5 MiB`-style text of a byte count.
@@ -321,6 +340,12 @@ fn bytes_text(n: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unix_times_read_as_utc() {
+        assert_eq!(super::utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc_text(1_714_564_800), "2024-05-01 12:00:00 UTC");
+    }
+
     #[test]
     fn byte_counts_read_in_binary_units() {
         assert_eq!(super::bytes_text(512), "512 B");
