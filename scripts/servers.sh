@@ -4,14 +4,16 @@
 # loopback ports, all state in one temporary directory. The machine's own
 # PostgreSQL, RabbitMQ, epmd and Erlang cookie are never used or touched.
 #
-#   scripts/servers.sh run [--kafka] -- COMMAND [ARGS...]
+#   scripts/servers.sh run [--kafka] [--browser] -- COMMAND [ARGS...]
 #
 # Starts the servers, runs COMMAND with their addresses in the environment,
 # then stops every server it started and deletes the directory, also when
 # COMMAND fails or on Ctrl-C; exits with COMMAND's status. (A signal sent to
 # this script alone, not to its process group, takes effect once COMMAND
 # has ended: bash runs traps between commands.)
-# OUTBOX_TEST_KAFKA=1 does what --kafka does.
+# OUTBOX_TEST_KAFKA=1 does what --kafka does. --browser (or
+# OUTBOX_TEST_BROWSER=1) also installs headless Chromium (Debian's chromium,
+# /usr/bin/chromium) for the /status page test; it starts no server.
 #
 # COMMAND gets:
 #   OUTBOX_TEST_PG_URL         postgres://postgres@127.0.0.1:PORT (trust; no database part)
@@ -36,13 +38,15 @@ set -euo pipefail
 say() { echo "servers: $*"; }
 die() { echo "servers: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 run [--kafka] -- COMMAND [ARGS...]"; }
+usage() { die "usage: $0 run [--kafka] [--browser] -- COMMAND [ARGS...]"; }
 [ "${1:-}" = run ] || usage
 shift
 kafka="${OUTBOX_TEST_KAFKA:-}"
+browser="${OUTBOX_TEST_BROWSER:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
     --kafka) kafka=1; shift ;;
+    --browser) browser=1; shift ;;
     --) shift; break ;;
     *) usage ;;
     esac
@@ -96,6 +100,10 @@ if [ -n "$kafka" ]; then
     [ -x "$OUTBOX_TEST_TANSU_BIN" ] || "$(dirname "$0")/tansu.sh" install
     # tansu has no TLS listener: the Kafka TLS tests put socat in front.
     command -v socat >/dev/null || install_pkg socat
+fi
+# tests/status_page.rs renders /status in headless Chromium.
+if [ -n "$browser" ]; then
+    [ -x /usr/bin/chromium ] || install_pkg chromium
 fi
 
 DIR="$(mktemp -d /tmp/outbox-servers.XXXXXX)"

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 # Inside `scripts/servers.sh run` already: use its servers (no matrix).
 if [ -z "${OUTBOX_TEST_PG_URL:-}" ]; then
-    scripts/servers.sh run --kafka -- "$0" "$@" || exit $?
+    scripts/servers.sh run --kafka --browser -- "$0" "$@" || exit $?
     if [ -n "${OUTBOX_TEST_PG_MATRIX+set}" ]; then
         matrix="$OUTBOX_TEST_PG_MATRIX"
     elif [ $# -gt 0 ]; then

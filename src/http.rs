@@ -1,8 +1,10 @@
 //! The HTTP listener: `/metrics` for Prometheus, `/healthz` (the process is
-//! alive) and `/readyz` (the role, and whether this relay can do its part).
+//! alive), `/readyz` (the role, and whether this relay can do its part) and
+//! `/status` (what the relay and its outbox are doing, as an HTML page).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -10,16 +12,20 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::config::Config;
 use crate::metrics::{Component, metrics};
 use crate::shutdown::Shutdown;
 
-/// Binds `addr` now (so a taken port fails startup) and serves until shutdown.
+/// Binds `addr` now (so a taken port fails startup) and serves until
+/// shutdown; `/status` reads the Postgres and outbox of `config`.
 pub async fn serve(
     addr: SocketAddr,
+    config: Config,
     shutdown: Shutdown,
 ) -> std::io::Result<impl Future<Output = ()>> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and /status");
+    let config = Arc::new(config);
     Ok(async move {
         loop {
             let stream = tokio::select! {
@@ -32,8 +38,10 @@ pub async fn serve(
                 },
                 _ = shutdown.requested() => return,
             };
+            let config = config.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(handle);
+                let service =
+                    hyper::service::service_fn(move |request| handle(request, config.clone()));
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await
@@ -91,7 +99,31 @@ fn readiness() -> Response<Full<Bytes>> {
     )
 }
 
-async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The status page: the same [`crate::status::Status`] as `outbox-relay
+/// status`, this process's registry standing in for its `/metrics`.
+async fn status_page(config: &Config) -> Response<Full<Bytes>> {
+    let options = crate::status::Options {
+        relay: crate::status::RelayView::Local,
+        ..crate::status::Options::for_config(config)
+    };
+    let status = crate::status::collect(config, &options).await;
+    let mut response = reply(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        crate::status::html(&status),
+    );
+    // The page has no script and loads nothing: say so to the browser.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    response
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    config: Arc<Config>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Ok(reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -107,6 +139,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => readiness(),
+        "/status" => status_page(&config).await,
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     })
 }

@@ -24,7 +24,7 @@ use crate::shutdown::Shutdown;
 
 /// High half of the advisory lock key (the low half is the outbox table's
 /// oid), so the lock cannot collide with an application's own keys by chance.
-const LOCK_CLASS: i64 = 0x6f72_6c79; // "orly"
+pub(crate) const LOCK_CLASS: i64 = 0x6f72_6c79; // "orly"
 
 /// Competes for leadership of one outbox.
 pub struct Election {

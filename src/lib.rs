@@ -24,5 +24,6 @@ pub mod shutdown;
 pub mod since;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod tls;

@@ -19,7 +19,7 @@ use outbox_relay::sink::{
     KafkaSink, RabbitMqSink, Sink, SinkError, StdoutSink, dead_letter_reasons,
 };
 use outbox_relay::source::{PollingSource, ReplicationSource, Source, SourceError};
-use outbox_relay::{backlog, check, http, migrate, shutdown, telemetry};
+use outbox_relay::{backlog, check, http, migrate, shutdown, status, telemetry};
 
 /// Exit status for a configuration error (as opposed to 1 for a failure).
 const EXIT_CONFIG: u8 = 2;
@@ -54,6 +54,20 @@ enum Command {
     /// dropped), so the next start recreates it and first publishes every
     /// row not yet marked sent.
     RecoverSlot,
+    /// What the relay and its outbox are doing (role, leader, backlog,
+    /// throughput, lag, slot, dead letters, sink). Exit status: 0 all
+    /// well, 1 something needs attention, 2 config or Postgres unreadable.
+    Status {
+        /// JSON for scripts (the shape the README documents).
+        #[arg(long)]
+        json: bool,
+        /// The relay's metrics listener to read (default: metrics.listen).
+        #[arg(long, value_name = "HOST:PORT")]
+        relay: Option<String>,
+        /// An unsent row older than this needs attention.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        max_unsent_age: std::time::Duration,
+    },
     /// Show or retry the events the broker could never take.
     DeadLetters {
         #[command(subcommand)]
@@ -162,6 +176,18 @@ fn main() -> ExitCode {
                 }
             },
             Command::DeadLetters { action } => dead_letters(&config, action).await,
+            Command::Status {
+                json,
+                relay,
+                max_unsent_age,
+            } => {
+                let mut options = status::Options::for_config(&config);
+                if let Some(address) = relay {
+                    options.relay = status::RelayView::Http(address);
+                }
+                options.max_unsent_age = max_unsent_age;
+                ExitCode::from(status::run(&config, &options, json).await)
+            }
             Command::Replay {
                 from_id,
                 to_id,
@@ -318,7 +344,7 @@ async fn run(config: Config) -> Result<(), RunError> {
         .listen
         .parse()
         .map_err(|_| RunError::Listen(SocketAddr::from(([0, 0, 0, 0], 0)), bad_addr()))?;
-    let server = http::serve(addr, shutdown.clone())
+    let server = http::serve(addr, config.clone(), shutdown.clone())
         .await
         .map_err(|e| RunError::Listen(addr, e))?;
     tokio::spawn(server);
