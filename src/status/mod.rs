@@ -476,7 +476,10 @@ fn lag(samples: &Samples) -> Lag {
 /// The retention state: the relay's retention metrics when it exports
 /// them, else what the configuration says (no `[retention]` section yet:
 /// not configured).
-fn retention(_config: &Config, samples: Option<&Samples>) -> Retention {
+fn retention(config: &Config, samples: Option<&Samples>) -> Retention {
+    if !config.retention.enabled() {
+        return Retention::NotConfigured;
+    }
     const DELETED: &str = "outbox_relay_retention_deleted_rows_total";
     const OLDEST: &str = "outbox_relay_retention_oldest_sent_age_seconds";
     const LAST_PASS: &str = "outbox_relay_retention_last_pass_timestamp_seconds";
@@ -486,7 +489,12 @@ fn retention(_config: &Config, samples: Option<&Samples>) -> Retention {
             oldest_sent_age_seconds: s.get(OLDEST, &[]),
             last_pass_unix_seconds: s.get(LAST_PASS, &[]).filter(|t| *t > 0.0),
         },
-        _ => Retention::NotConfigured,
+        // Configured, but the relay's counters cannot be read.
+        _ => Retention::Reported {
+            deleted_rows_total: None,
+            oldest_sent_age_seconds: None,
+            last_pass_unix_seconds: None,
+        },
     }
 }
 
