@@ -263,21 +263,33 @@ async fn streamed_cutoff(
     ))
 }
 
-/// Sets the age of the oldest row retention keeps that it would delete
-/// once old enough (a sent row, or a streamed one).
-async fn oldest_retained(client: &Client, table: &TableName, column: &str) {
+/// How many rows with `column` set the table keeps, and the age in seconds
+/// of the oldest (a sent row, or a streamed one).
+async fn kept(
+    client: &Client,
+    table: &TableName,
+    column: &str,
+) -> Result<(i64, Option<f64>), tokio_postgres::Error> {
     let column = quote_ident(column);
-    let sql = format!(
-        "SELECT extract(epoch FROM now() - min({column}))::float8 FROM {table} \
-         WHERE {column} IS NOT NULL"
-    );
-    match client.query_one(&sql, &[]).await {
-        Ok(row) => {
-            let age: Option<f64> = row.get(0);
-            metrics()
-                .retention_oldest_age
-                .set(age.unwrap_or(0.0).max(0.0));
-        }
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), extract(epoch FROM now() - min({column}))::float8 FROM {table} \
+                 WHERE {column} IS NOT NULL"
+            ),
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Sets the age of the oldest row retention keeps that it would delete
+/// once old enough.
+async fn oldest_retained(client: &Client, table: &TableName, column: &str) {
+    match kept(client, table, column).await {
+        Ok((_, age)) => metrics()
+            .retention_oldest_age
+            .set(age.unwrap_or(0.0).max(0.0)),
         Err(e) => {
             tracing::debug!(error = %postgres::describe(&e), "reading the oldest retained row")
         }
@@ -319,22 +331,16 @@ pub async fn check_line(config: &Config, client: &Client) -> String {
         MarkMode::None => Some(&config.outbox.columns.created_at),
         MarkMode::Delete => None,
     };
-    if let (Some(column), Ok(table)) = (column, TableName::parse(&config.outbox.table)) {
-        let column = quote_ident(column);
-        let sql = format!(
-            "SELECT count(*), extract(epoch FROM now() - min({column}))::float8 FROM {table} \
-             WHERE {column} IS NOT NULL"
-        );
-        if let Ok(row) = client.query_one(&sql, &[]).await {
-            let (rows, age): (i64, Option<f64>) = (row.get(0), row.get(1));
-            parts.push(match age {
-                Some(age) => format!(
-                    "{rows} kept, the oldest {} old",
-                    humantime::format_duration(Duration::from_secs(age.max(0.0) as u64))
-                ),
-                None => "none kept yet".into(),
-            });
-        }
+    if let (Some(column), Ok(table)) = (column, TableName::parse(&config.outbox.table))
+        && let Ok((rows, age)) = kept(client, &table, column).await
+    {
+        parts.push(match age {
+            Some(age) => format!(
+                "{rows} kept, the oldest {} old",
+                humantime::format_duration(Duration::from_secs(age.max(0.0) as u64))
+            ),
+            None => "none kept yet".into(),
+        });
     }
     parts.join("; ")
 }

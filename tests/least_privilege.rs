@@ -132,6 +132,9 @@ fn insert(owner_url: &str, n: usize, from: usize) {
     );
 }
 
+/// Unsent rows of the test's outbox.
+const UNSENT: &str = "SELECT count(*) FROM app.outbox WHERE sent_at IS NULL";
+
 /// The event ids the stdout sink wrote: (lines, distinct ids).
 fn delivered(stdout: &Path) -> (usize, usize) {
     let text = std::fs::read_to_string(stdout).expect("stdout");
@@ -144,6 +147,28 @@ fn delivered(stdout: &Path) -> (usize, usize) {
         .collect();
     let distinct: HashSet<&String> = ids.iter().collect();
     (ids.len(), distinct.len())
+}
+
+/// Starts the relay from `relay`, runs `while_running` once it is ready,
+/// waits until `remaining` (a count query) is 0, stops it cleanly, and
+/// returns what the stdout sink wrote (lines, distinct ids) and its log.
+async fn relay_until_done(
+    db: &TestDb,
+    relay: &RelayConfig,
+    remaining: &str,
+    while_running: impl FnOnce(),
+) -> (usize, usize, String) {
+    let (mut running, stdout) = Relay::start_capturing_stdout(relay);
+    running.wait_ready().await;
+    while_running();
+    eventually(Duration::from_secs(30), "every row handled", || async {
+        db.count(remaining).await == 0
+    })
+    .await;
+    let status = running.sigterm(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{}", running.log_text());
+    let (lines, distinct) = delivered(&stdout);
+    (lines, distinct, running.log_text())
 }
 
 /// `check` as the relay: whether it passed and its FAIL lines.
@@ -216,20 +241,9 @@ async fn polling_update_from_a_minimal_role() {
 
     const N: usize = 200;
     insert(&owner_url, N, 1);
-    let (mut running, stdout) = Relay::start_capturing_stdout(&relay);
-    running.wait_ready().await;
-    eventually(Duration::from_secs(30), "every row marked", || async {
-        db.count("SELECT count(*) FROM app.outbox WHERE sent_at IS NULL")
-            .await
-            == 0
-    })
-    .await;
-    let status = running.sigterm(Duration::from_secs(10)).expect("exits");
-    assert!(status.success(), "{}", running.log_text());
-    let (lines, distinct) = delivered(&stdout);
+    let (lines, distinct, log) = relay_until_done(&db, &relay, UNSENT, || {}).await;
     println!("polling, mark = update: {lines} lines, {distinct} distinct ids of {N}");
     assert_eq!((lines, distinct), (N, N));
-    let log = running.log_text();
     for unwanted in ["missing privilege", "crash guard off", "record is unusable"] {
         assert!(!log.contains(unwanted), "`{unwanted}` in:\n{log}");
     }
@@ -335,18 +349,11 @@ async fn polling_delete_from_a_minimal_role() {
 
     const N: usize = 150;
     insert(&owner_url, N, 1);
-    let (mut running, stdout) = Relay::start_capturing_stdout(&relay);
-    running.wait_ready().await;
-    eventually(Duration::from_secs(30), "every row deleted", || async {
-        db.count("SELECT count(*) FROM app.outbox").await == 0
-    })
-    .await;
-    let status = running.sigterm(Duration::from_secs(10)).expect("exits");
-    assert!(status.success(), "{}", running.log_text());
-    let (lines, distinct) = delivered(&stdout);
+    let (lines, distinct, log) =
+        relay_until_done(&db, &relay, "SELECT count(*) FROM app.outbox", || {}).await;
     println!("polling, mark = delete: {lines} lines, {distinct} distinct ids of {N}");
     assert_eq!((lines, distinct), (N, N));
-    assert!(!running.log_text().contains("missing privilege"));
+    assert!(!log.contains("missing privilege"));
 
     let cases = [
         (
@@ -414,24 +421,16 @@ async fn replication_from_a_minimal_role() {
     const BEFORE: usize = 60;
     const AFTER: usize = 140;
     insert(&owner_url, BEFORE, 1);
-    let (mut running, stdout) = Relay::start_capturing_stdout(&relay);
-    running.wait_ready().await;
-    insert(&owner_url, AFTER, BEFORE + 1);
-    eventually(Duration::from_secs(30), "every row marked", || async {
-        db.count("SELECT count(*) FROM app.outbox WHERE sent_at IS NULL")
-            .await
-            == 0
+    let (lines, distinct, log) = relay_until_done(&db, &relay, UNSENT, || {
+        insert(&owner_url, AFTER, BEFORE + 1)
     })
     .await;
-    let status = running.sigterm(Duration::from_secs(10)).expect("exits");
-    assert!(status.success(), "{}", running.log_text());
-    let (lines, distinct) = delivered(&stdout);
     println!(
         "replication: {lines} lines, {distinct} distinct ids of {}",
         BEFORE + AFTER
     );
     assert_eq!((lines, distinct), (BEFORE + AFTER, BEFORE + AFTER));
-    assert!(!running.log_text().contains("missing privilege"));
+    assert!(!log.contains("missing privilege"));
     // The relay made neither its tables nor the publication.
     let owners = db.psql(
         "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'app'",

@@ -20,11 +20,11 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use support::checker::verify;
+use support::checker::{Report, verify};
 use support::db::TestDb;
 use support::eventually;
-use support::rabbit::{QueueCleanup, TestQueue};
-use support::relay::{Relay, RelayConfig, toml_str};
+use support::rabbit::{QueueCleanup, Received, TestQueue};
+use support::relay::{Relay, RelayConfig};
 use support::standby::Pair;
 use support::writers::{self, Written};
 
@@ -80,6 +80,42 @@ async fn unsent(url: &str) -> i64 {
     }
 }
 
+/// Checks what arrived against the new primary's table (`rows`: id to
+/// payload key) and the writes owed. An event is its id and key: an id the
+/// old primary handed out to a transaction the promotion lost can be handed
+/// out again. Returns the checker's report, the arrivals that are rows of
+/// the table (as `id/key`), and the keys of events for rows it does not
+/// hold (published from lost transactions).
+fn check_arrivals(
+    owed: &[Written],
+    rows: &HashMap<String, String>,
+    received: &[Received],
+) -> (Report, Vec<String>, Vec<String>) {
+    let identity = |id: &str, key: &str| format!("{id}/{key}");
+    let mut arrived = Vec::new();
+    let mut ghosts = Vec::new();
+    for message in received {
+        let id = message.message_id();
+        let key = message.json()["key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if rows.get(&id) == Some(&key) {
+            arrived.push(identity(&id, &key));
+        } else {
+            ghosts.push(key);
+        }
+    }
+    let keyed: Vec<Written> = owed
+        .iter()
+        .map(|w| Written {
+            id: identity(&w.id, &rows[&w.id]),
+            aggregate_id: w.aggregate_id.clone(),
+        })
+        .collect();
+    (verify(&keyed, &arrived), arrived, ghosts)
+}
+
 async fn failover(major: u32, mode: Mode, loss: Loss) {
     let label = format!("PostgreSQL {major}, {mode:?}, {loss:?}");
     let pair = Pair::start(major);
@@ -90,13 +126,8 @@ async fn failover(major: u32, mode: Mode, loss: Loss) {
     let mut config = RelayConfig::for_url(&url, &queue.exchange);
     config.set("source.polling", "batch_size", "100");
     if mode == Mode::Replication {
-        let name = toml_str(&db.name);
         config
-            .set("source", "mode", "\"replication\"")
-            .set("source.replication", "slot", &name)
-            .set("source.replication", "publication", &name)
-            .set("source.replication", "batch_size", "100")
-            .set("source.replication", "status_interval", "\"1s\"")
+            .replication(&db.name, 100)
             .set("source.replication", "on_lost_slot", "\"recover\"");
     }
     config.migrate();
@@ -177,31 +208,8 @@ async fn failover(major: u32, mode: Mode, loss: Loss) {
         );
     }
     let received = queue.drain(written.len(), Duration::from_secs(120)).await;
-    // An event is its id and key: an id the old primary handed out to a
-    // transaction the promotion lost can be handed out again.
-    let identity = |id: &str, key: &str| format!("{id}/{key}");
-    let mut ghosts = 0;
-    let mut arrived = Vec::new();
-    for message in &received {
-        let id = message.message_id();
-        let key = message.json()["key"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if rows.get(&id) == Some(&key) {
-            arrived.push(identity(&id, &key));
-        } else {
-            ghosts += 1;
-        }
-    }
-    let keyed: Vec<Written> = written
-        .iter()
-        .map(|w| Written {
-            id: identity(&w.id, &rows[&w.id]),
-            aggregate_id: w.aggregate_id.clone(),
-        })
-        .collect();
-    let report = verify(&keyed, &arrived);
+    let (report, arrived, ghosts) = check_arrivals(&written, &rows, &received);
+    let ghosts = ghosts.len();
     let distinct: HashSet<&String> = arrived.iter().collect();
     let recoveries = relay.metric(RECOVERIES).await.unwrap_or(0.0);
     println!(
@@ -279,12 +287,8 @@ async fn on_15_lost_marks_are_published_again_and_lost_rows_are_not_owed() {
     let queue = TestQueue::new().await;
     let _cleanup = QueueCleanup::of(&queue);
     let mut config = RelayConfig::for_url(&url, &queue.exchange);
-    let name = toml_str(&db.name);
     config
-        .set("source", "mode", "\"replication\"")
-        .set("source.replication", "slot", &name)
-        .set("source.replication", "publication", &name)
-        .set("source.replication", "status_interval", "\"1s\"")
+        .replication(&db.name, 500)
         .set("source.replication", "on_lost_slot", "\"recover\"");
     config.migrate();
 
@@ -330,32 +334,14 @@ async fn on_15_lost_marks_are_published_again_and_lost_rows_are_not_owed() {
     owed.extend(after.iter().cloned());
     let expected = owed.len() + rows_lost.len() + marks_lost.len();
     let received = queue.drain(expected, Duration::from_secs(60)).await;
-    let mut arrived = Vec::new();
-    let mut ghosts = 0;
-    for message in &received {
-        let id = message.message_id();
-        let key = message.json()["key"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if rows.get(&id) == Some(&key) {
-            arrived.push(format!("{id}/{key}"));
-        } else {
-            assert!(
-                !keys.contains(&key),
-                "{key} is in the table under another id"
-            );
-            ghosts += 1;
-        }
+    let (report, _, ghost_keys) = check_arrivals(&owed, &rows, &received);
+    for key in &ghost_keys {
+        assert!(
+            !keys.contains(key),
+            "{key} is in the table under another id"
+        );
     }
-    let keyed: Vec<Written> = owed
-        .iter()
-        .map(|w| Written {
-            id: format!("{}/{}", w.id, rows[&w.id]),
-            aggregate_id: w.aggregate_id.clone(),
-        })
-        .collect();
-    let report = verify(&keyed, &arrived);
+    let ghosts = ghost_keys.len();
     println!(
         "unreplicated tail: {report}; {ghosts} published for rows the promotion lost \
          ({} written on the old primary alone); {} rows whose mark was lost",

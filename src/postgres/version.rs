@@ -21,6 +21,17 @@ pub fn server_major(version: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The server's `server_version_num` (`170010` for 17.10): what code that
+/// differs by version (catalog columns, replication syntax) compares.
+pub async fn server_version_num(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<i32, tokio_postgres::Error> {
+    client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?
+        .try_get(0)
+}
+
 /// A server the relay does not support.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

@@ -181,11 +181,9 @@ async fn sent_last_minute(
 
 async fn slot(config: &Config, client: &Client) -> Result<SlotState, String> {
     let name = config.source.replication.slot.clone();
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+    let version = crate::postgres::version::server_version_num(client)
         .await
-        .map_err(describe)?
-        .get(0);
+        .map_err(describe)?;
     // The failover column arrived in PostgreSQL 17.
     let failover = if version >= 170_000 {
         "failover"

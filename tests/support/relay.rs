@@ -56,6 +56,18 @@ impl RelayConfig {
         config
     }
 
+    /// Reads by logical replication from slot and publication `name`
+    /// (created by the relay), `batch_size` events per batch, reporting its
+    /// position every second.
+    pub fn replication(&mut self, name: &str, batch_size: usize) -> &mut Self {
+        let name = toml_str(name);
+        self.set("source", "mode", "\"replication\"")
+            .set("source.replication", "slot", &name)
+            .set("source.replication", "publication", &name)
+            .set("source.replication", "batch_size", &batch_size.to_string())
+            .set("source.replication", "status_interval", "\"1s\"")
+    }
+
     /// Moves the metrics listener to another free port, so a second relay
     /// can run from this config beside the first.
     #[allow(dead_code)]

@@ -49,13 +49,7 @@ impl Setup {
     pub async fn replication_on(pg: &str, amqp: &str, batch_size: usize) -> Self {
         let mut setup = Self::on(pg, amqp, batch_size).await;
         let name = setup.db.name.clone();
-        setup
-            .config
-            .set("source", "mode", "\"replication\"")
-            .set("source.replication", "slot", &format!("\"{name}\""))
-            .set("source.replication", "publication", &format!("\"{name}\""))
-            .set("source.replication", "batch_size", &batch_size.to_string())
-            .set("source.replication", "status_interval", "\"1s\"");
+        setup.config.replication(&name, batch_size);
         setup
     }
 

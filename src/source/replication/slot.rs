@@ -120,11 +120,9 @@ pub async fn prepare(
              (ALTER SYSTEM SET wal_level = logical, then restart Postgres)"
         )));
     }
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
+    let version = crate::postgres::version::server_version_num(client)
         .await
-        .map_err(db)?
-        .get(0);
+        .map_err(db)?;
     let failover = wants_failover(settings.failover, version)?;
     let can_replicate = crate::grants::can_replicate(client).await.map_err(db)?;
     if !can_replicate {

@@ -104,10 +104,8 @@ pub async fn lines(config: &Config, primary: &Client) -> Vec<Line> {
 }
 
 async fn server_version(client: &Client) -> Result<i32, String> {
-    client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
+    postgres::version::server_version_num(client)
         .await
-        .map(|r| r.get(0))
         .map_err(|e| postgres::describe(&e).to_string())
 }
 
